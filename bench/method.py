@@ -1,0 +1,97 @@
+"""The Method contract: a frozen Config, a pure loss, and optionally its own data collection.
+
+A method never writes a training loop. Each round the trainer calls ``collect(ctx)`` (online methods roll out the
+current policy through the shared sampler; offline ones build their dataset once), then asks ``updates(ctx)`` for
+the round's optimiser steps, each a list of micro-batches, and for every micro-batch calls ``loss(batch, ctx)``.
+Everything random a loss needs (transition indices, diffusion noise) is drawn in ``updates`` for the whole step at
+once, so batch 2 x accumulation 1 and batch 1 x accumulation 2 see the same samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from bench.config import param
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser settings every method shares; a method's Config extends this."""
+
+    lr: float = param(1e-5, "AdamW learning rate of the LoRA weights (DPOK: 1e-5)", gt=0.0)
+    weight_decay: float = param(0.0, "AdamW weight decay (DPOK's code: 0)", ge=0.0)
+    grad_clip: float = param(0.1, "clip the global gradient norm to this value (DPOK: 0.1)", gt=0.0)
+    batch_size: int = param(4, "micro-batch size per process (transitions or images)", ge=1)
+    grad_accum: int = param(12, "micro-batches accumulated per optimiser step", ge=1)
+    updates_per_round: int = param(5, "optimiser steps after each collection round (DPOK p_step: 5)", ge=1)
+
+
+class Method:
+    """Base class. Subclasses set ``name``, ``Config`` and implement ``collect``/``updates``/``loss``."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = OptimConfig
+    #: the method scores its own samples' log-probabilities, so sampling needs eta > 0
+    needs_log_prob: ClassVar[bool] = False
+    #: hyperparameters a preset pins; setting them to anything else is an error
+    fixed: ClassVar[dict[str, Any]] = {}
+    #: one line for `bench ls methods`
+    summary: ClassVar[str] = ""
+
+    def __init__(self, hparams: Any):
+        self.hp = hparams
+
+    @classmethod
+    def preset(cls, name: str, summary: str, **fixed: Any) -> type:
+        """A named variant of this method with some hyperparameters pinned (no copy of the code)."""
+        pinned = {**cls.fixed, **fixed}
+        config = dataclasses.make_dataclass(
+            f"{cls.Config.__name__}_{name.replace('-', '_')}",
+            [
+                (
+                    f.name,
+                    f.type,
+                    dataclasses.field(default=pinned.get(f.name, f.default), metadata=f.metadata),
+                )
+                for f in dataclasses.fields(cls.Config)
+            ],
+            bases=(cls.Config,),
+            frozen=True,
+        )
+        return type(
+            cls.__name__ + "Preset",
+            (cls,),
+            {"name": name, "Config": config, "fixed": pinned, "summary": summary},
+        )
+
+    def setup(self, ctx) -> None:
+        """Called once before the first round (build auxiliary networks here)."""
+
+    def collect(self, ctx) -> dict[str, float]:
+        """Gather this round's data; returns metrics for train.jsonl."""
+        raise NotImplementedError
+
+    def updates(self, ctx) -> Iterator[list[dict[str, torch.Tensor]]]:
+        """Yield, for each optimiser step of this round, the list of its micro-batches."""
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, torch.Tensor], ctx) -> tuple[torch.Tensor, dict[str, float]]:
+        """The scalar loss of one micro-batch, and metrics to log."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Method state to checkpoint (buffers, auxiliary networks)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+
+def chunk(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Split one optimiser step's indices into micro-batches of ``size``."""
+    return list(torch.split(indices, size))

@@ -1,0 +1,131 @@
+"""Load a Stable Diffusion pipeline, add LoRA adapters, switch to the reference policy, save and load LoRA.
+
+The reference policy p_pre is the same UNet with its adapters disabled (DESIGN.md): no second copy of the UNet.
+LoRA goes through peft (``unet.add_adapter``) and is saved in diffusers' format, so a fresh pipeline's
+``load_lora_weights(run/lora)`` reproduces the fine-tuned model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from bench.errors import BenchError
+
+SHAPES_MODEL = Path(__file__).parent / "shapes" / "model"
+
+
+def resolve_model(name: str, allow_download: bool = False) -> str:
+    """Turn --model into a local pipeline folder (or a hub id when downloads are allowed), or fail clearly."""
+    if name == "shapes":
+        if (SHAPES_MODEL / "model_index.json").is_file():
+            return str(SHAPES_MODEL)
+        raise BenchError(
+            f"the shipped shapes model is missing ({SHAPES_MODEL} has no model_index.json); "
+            "run `bench pretrain shapes` or pass --model PATH"
+        )
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").is_file():
+            raise BenchError(
+                f"model {name!r} is not a pipeline folder: expected model_index.json and the component folders "
+                "written by StableDiffusionPipeline.save_pretrained"
+            )
+        return str(path)
+    cached = _cached_snapshot(name)
+    if cached:
+        return cached
+    if allow_download and os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True"):
+        return name
+    raise BenchError(
+        f"model {name!r} is neither a pipeline folder (with model_index.json) nor in the local Hugging Face cache; "
+        "no hub is reachable offline (pass a local folder, or --allow-download with network access)"
+    )
+
+
+def _cached_snapshot(repo_id: str) -> str | None:
+    if repo_id.count("/") != 1:
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached, or not a valid repo id: both mean "not available offline"
+        return None
+    return folder if (Path(folder) / "model_index.json").is_file() else None
+
+
+def load_pipeline(path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    """A StableDiffusionPipeline with a DDIM scheduler, frozen weights, no safety checker and no progress bar."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    try:
+        with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype; older ones lack dtype
+            warnings.simplefilter("ignore", FutureWarning)
+            pipe = StableDiffusionPipeline.from_pretrained(
+                path, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False
+            )
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"could not load a StableDiffusionPipeline from {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(pipe.scheduler, DDIMScheduler):
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    if pipe.scheduler.config.thresholding:
+        raise BenchError("DDIM with dynamic thresholding has no Gaussian step log-probability; disable thresholding")
+    pipe.set_progress_bar_config(disable=True)
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        module.requires_grad_(False)
+        module.eval()  # DPOK App. B: the UNet stays in eval mode (no dropout) during fine-tuning
+    return pipe.to(device)
+
+
+def add_lora(unet, rank: int, alpha: float, targets: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    """Attach a LoRA adapter (B initialised to zero, so the policy starts at p_pre); return its parameters."""
+    from peft import LoraConfig
+
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=list(targets)))
+    params = [p for n, p in unet.named_parameters() if "lora_" in n]
+    if not params:
+        raise BenchError(f"no UNet module matched the LoRA targets {', '.join(targets)}")
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+@contextlib.contextmanager
+def reference_policy(unet):
+    """Run the pretrained model p_pre: the same UNet with its adapters disabled (no-op without adapters)."""
+    if not getattr(unet, "_hf_peft_config_loaded", False):
+        yield
+        return
+    unet.disable_adapters()
+    try:
+        yield
+    finally:
+        unet.enable_adapters()
+
+
+def lora_state_dict(unet) -> dict[str, torch.Tensor]:
+    """The adapter weights in diffusers' naming, ready for ``save_lora_weights``."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+
+
+def save_lora(unet, folder: str | Path) -> None:
+    """Write ``pytorch_lora_weights.safetensors`` (plus the adapter's rank/alpha) loadable by load_lora_weights."""
+    from diffusers import StableDiffusionPipeline
+
+    config = unet.peft_config["default"]
+    metadata = {
+        "r": config.r,
+        "lora_alpha": config.lora_alpha,
+        "target_modules": sorted(config.target_modules),
+    }
+    StableDiffusionPipeline.save_lora_weights(
+        str(folder), unet_lora_layers=lora_state_dict(unet), unet_lora_adapter_metadata=metadata
+    )

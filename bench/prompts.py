@@ -1,0 +1,75 @@
+"""Prompt lists from a named, versioned set, a .txt/.jsonl file, or literal prompts separated by '|'."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.errors import BenchError
+
+PROMPT_DIR = Path(__file__).resolve().parent.parent / "evaluations" / "prompts"
+
+
+def _prompt_dir() -> Path:
+    try:
+        import bench.evaluations as evaluations
+
+        return Path(evaluations.__file__).parent / "prompts"
+    except ImportError:  # pragma: no cover - only when the package layout is broken
+        return PROMPT_DIR
+
+
+def known_sets() -> list[str]:
+    """Names of the shipped prompt sets (file stems without the version suffix)."""
+    names = set()
+    for path in _prompt_dir().glob("*.txt"):
+        stem = path.stem
+        names.add(stem.rsplit("-v", 1)[0] if stem.rsplit("-v", 1)[-1].isdigit() else stem)
+    return sorted(names)
+
+
+def _named_set(name: str) -> Path | None:
+    folder = _prompt_dir()
+    exact = folder / f"{name}.txt"
+    if exact.is_file():
+        return exact
+    versions = [p for p in folder.glob(f"{name}-v*.txt") if p.stem.rsplit("-v", 1)[-1].isdigit()]
+    return max(versions, key=lambda p: int(p.stem.rsplit("-v", 1)[-1])) if versions else None
+
+
+def read_prompt_file(path: Path) -> list[str]:
+    """One prompt per line (blank lines and '#' comments skipped), or JSON lines with a "prompt" field."""
+    prompts = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                prompts.append(str(json.loads(line)["prompt"]))
+            except (ValueError, KeyError, TypeError):
+                raise BenchError(f'prompt file {path} line {number}: expected JSON with a "prompt" field') from None
+        else:
+            prompts.append(line)
+    return prompts
+
+
+def load_prompts(spec: str) -> list[str]:
+    """Resolve --prompts into a non-empty list of prompts."""
+    if "|" in spec:
+        prompts = [p.strip() for p in spec.split("|") if p.strip()]
+    elif (path := Path(spec).expanduser()).is_file():
+        prompts = read_prompt_file(path)
+    elif (named := _named_set(spec)) is not None:
+        prompts = read_prompt_file(named)
+    elif path.suffix in (".txt", ".jsonl", ".json") or "/" in spec:
+        raise BenchError(f"prompt file {spec} does not exist")
+    elif " " in spec.strip():
+        prompts = [spec.strip()]
+    else:
+        raise BenchError(
+            f"unknown prompt set {spec!r}; known: {', '.join(known_sets())} (or a file, or prompts separated by '|')"
+        )
+    if not prompts:
+        raise BenchError(f"--prompts {spec!r} holds no prompts")
+    return prompts

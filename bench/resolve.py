@@ -1,0 +1,71 @@
+"""Turn CLI options, a YAML file and --set overrides into one validated RunConfig, before anything is written.
+
+Precedence, lowest first: dataclass defaults, the YAML file, the common CLI options (--model, --steps, ...),
+``--set section.key=value``, then method options such as ``--beta 0.01``. Method options are checked against the
+method's Config dataclass (unknown names suggest the closest), and a preset's pinned values cannot be changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+from bench.config import RunConfig, build, parse_set, read_yaml, set_dotted
+from bench.errors import BenchError
+from bench.registry import METHODS
+
+
+def parse_method_options(args: list[str]) -> list[tuple[str, str]]:
+    """``["--beta", "0.01", "--lr=1e-5"]`` -> ``[("beta", "0.01"), ("lr", "1e-5")]``."""
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) <= 2:
+            raise BenchError(f"unexpected argument {arg!r}; method options look like --beta 0.01")
+        key = arg[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(args) and not (args[i + 1].startswith("--") and len(args[i + 1]) > 2):
+            value = args[i + 1]
+            i += 2
+        else:
+            raise BenchError(f"option --{key} needs a value")
+        out.append((key.replace("-", "_"), value))
+    return out
+
+
+def resolve_run_config(
+    config_file: str | None, common: dict, sets: list[str], method_args: list[str]
+) -> tuple[RunConfig, type]:
+    """Build the run's config and return it with the method class (imported on demand)."""
+    tree = read_yaml(config_file) if config_file else {}
+    for key, value in common.items():
+        if value is not None:
+            tree[key] = value
+    for key, value in parse_set(sets):
+        set_dotted(tree, key, value)
+    hp_values = tree.pop("hparams", None) or {}
+    if not isinstance(hp_values, dict):
+        raise BenchError("hparams: expected a mapping of the method's settings")
+    method_name = str(tree.get("method", RunConfig.method))
+    method_cls = METHODS.get(method_name)
+    known = [f.name for f in dataclasses.fields(method_cls.Config)]
+    for key, value in parse_method_options(method_args):
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            hint = f"; did you mean --{close[0].replace('_', '-')}?" if close else ""
+            opts = ", ".join("--" + k.replace("_", "-") for k in known)
+            raise BenchError(f"unknown option --{key.replace('_', '-')} for method {method_name}; known: {opts}{hint}")
+        hp_values[key] = value
+    hparams = build(method_cls.Config, hp_values)
+    for key, pinned in method_cls.fixed.items():
+        if getattr(hparams, key) != pinned:
+            raise BenchError(f"{key} is fixed at {pinned} by the {method_name} preset (got {getattr(hparams, key)})")
+    config = dataclasses.replace(build(RunConfig, tree), hparams=hparams)
+    if method_cls.needs_log_prob and config.sampling.eta <= 0:
+        raise BenchError(
+            f"sampling.eta must be > 0 for {method_name}: with eta = 0 DDIM steps are deterministic and have no "
+            f"log-probability (got {config.sampling.eta})"
+        )
+    return config, method_cls

@@ -1,0 +1,221 @@
+"""DDIM rollouts that keep what policy-gradient methods need: every step's latents, log-probability and KL.
+
+With eta > 0 each DDIM step is a Gaussian policy N(mu_theta(x_t, t, z), sigma_t^2 I) (DPOK, Lemma 4.1). The
+mean follows diffusers' ``DDIMScheduler.step`` operation for operation (epsilon or v prediction, ``clip_sample``),
+so with adapters off and the same seeds a rollout reproduces ``StableDiffusionPipeline`` exactly. Noise is drawn
+with ``diffusers.utils.torch_utils.randn_tensor`` from one generator per sample, in the pipeline's order.
+
+Estimator options (DESIGN.md, "The estimator"): log-prob reduced by ``mean`` over latent dims (official DPOK and
+DDPO code) or ``sum`` (the true density); KL by ``mse`` of the guided noise predictions (official DPOK code,
+``(noise_pred - old_noise_pred) ** 2`` averaged) or ``closed_form`` ||mu - mu_ref||^2 / (2 sigma_t^2) summed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from bench.models import reference_policy
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+REDUCTIONS = ("mean", "sum")
+KL_ESTIMATORS = ("mse", "closed_form")
+
+
+def ddim_mean_std(scheduler, eps, timestep, prev_timestep, x_t, eta: float):
+    """Mean and std of p(x_{t-1} | x_t) for DDIM with noise level ``eta``.
+
+    ``timestep`` and ``prev_timestep`` are int tensors of shape (B,) (or scalars); a negative previous timestep
+    means the final step, which uses ``scheduler.final_alpha_cumprod`` as diffusers does.
+    """
+    acp = scheduler.alphas_cumprod.to(x_t.device)
+    shape = (-1,) + (1,) * (x_t.ndim - 1)
+    timestep = torch.as_tensor(timestep, device=x_t.device).reshape(-1)
+    prev_timestep = torch.as_tensor(prev_timestep, device=x_t.device).reshape(-1)
+    alpha_t = acp[timestep].reshape(shape)
+    final = scheduler.final_alpha_cumprod.to(device=x_t.device, dtype=acp.dtype)
+    alpha_prev = torch.where(prev_timestep >= 0, acp[prev_timestep.clamp(min=0)], final).reshape(shape)
+    beta_t = 1 - alpha_t
+    config = scheduler.config
+    if config.prediction_type == "epsilon":
+        pred_x0 = (x_t - beta_t ** (0.5) * eps) / alpha_t ** (0.5)
+        pred_eps = eps
+    elif config.prediction_type == "v_prediction":
+        pred_x0 = (alpha_t**0.5) * x_t - (beta_t**0.5) * eps
+        pred_eps = (alpha_t**0.5) * eps + (beta_t**0.5) * x_t
+    else:
+        raise ValueError(f"prediction_type {config.prediction_type!r} is not supported (epsilon, v_prediction)")
+    if config.clip_sample:
+        pred_x0 = pred_x0.clamp(-config.clip_sample_range, config.clip_sample_range)
+    variance = ((1 - alpha_prev) / beta_t) * (1 - alpha_t / alpha_prev)
+    std = eta * variance ** (0.5)
+    direction = (1 - alpha_prev - std**2) ** (0.5) * pred_eps
+    mean = alpha_prev ** (0.5) * pred_x0 + direction
+    return mean.to(x_t.dtype), std.to(x_t.dtype)
+
+
+def gaussian_log_prob(x, mean, std, reduction: str = "mean"):
+    """log N(x; mean, std^2 I) per sample, reduced over all non-batch dims by ``mean`` or ``sum``."""
+    log_prob = -((x.detach() - mean) ** 2) / (2 * std**2) - torch.log(std) - LOG_SQRT_2PI
+    dims = tuple(range(1, x.ndim))
+    return log_prob.mean(dims) if reduction == "mean" else log_prob.sum(dims)
+
+
+def kl_estimate(eps, ref_eps, mean, ref_mean, std, estimator: str = "mse"):
+    """Per-sample KL(p_theta(x_{t-1}|x_t) || p_ref(x_{t-1}|x_t)) surrogate; see the module docstring."""
+    dims = tuple(range(1, eps.ndim))
+    if estimator == "mse":
+        return ((eps - ref_eps) ** 2).mean(dims)
+    return ((mean - ref_mean) ** 2).sum(dims) / (2 * std.reshape(-1) ** 2)
+
+
+def guided_eps(unet, x_t, timestep, cond, uncond, guidance_scale: float):
+    """Classifier-free guided noise prediction as the pipeline computes it, in one batched UNet call."""
+    if guidance_scale <= 1.0:
+        return unet(x_t, timestep, encoder_hidden_states=cond, return_dict=False)[0]
+    timestep = torch.as_tensor(timestep, device=x_t.device)
+    if timestep.ndim == 1:
+        timestep = torch.cat([timestep, timestep])
+    out = unet(torch.cat([x_t, x_t]), timestep, encoder_hidden_states=torch.cat([uncond, cond]), return_dict=False)[0]
+    eps_uncond, eps_text = out.chunk(2)
+    return eps_uncond + guidance_scale * (eps_text - eps_uncond)
+
+
+class PromptCache:
+    """Text embeddings computed once per prompt: the encoder output for guidance and a pooled vector."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._uncond: torch.Tensor | None = None
+
+    @torch.inference_mode()
+    def _encode(self, prompts: list[str]) -> torch.Tensor:
+        tok = self.pipe.tokenizer
+        ids = tok(
+            prompts,
+            padding="max_length",
+            max_length=tok.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        out = self.pipe.text_encoder(ids.input_ids.to(self.pipe.text_encoder.device))
+        return out[0], out[1]
+
+    def get(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cond, uncond, pooled) embeddings for a batch of prompts."""
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        if missing:
+            hidden, pooled = self._encode(missing)
+            for i, p in enumerate(missing):
+                self._cache[p] = (hidden[i].clone(), pooled[i].clone())
+        if self._uncond is None:
+            self._uncond = self._encode([""])[0][0].clone()
+        cond = torch.stack([self._cache[p][0] for p in prompts])
+        pooled = torch.stack([self._cache[p][1] for p in prompts])
+        return cond, self._uncond.expand_as(cond), pooled
+
+
+@dataclass
+class Rollout:
+    """A batch of trajectories x_T -> x_0; step k goes from ``latents[:, k]`` to ``latents[:, k + 1]``."""
+
+    prompts: list[str]
+    seeds: list[int]
+    images: torch.Tensor  # (B, 3, H, W) in [0, 1]
+    latents: torch.Tensor  # (B, K + 1, C, h, w)
+    timesteps: torch.Tensor  # (K,)
+    prev_timesteps: torch.Tensor  # (K,)
+    log_probs: torch.Tensor  # (B, K); 0 where the step is deterministic (std 0)
+    stochastic: torch.Tensor  # (K,) bool: std > 0, so the step is an action with a log-probability
+    ref_eps: torch.Tensor | None  # (B, K, C, h, w) guided reference prediction, or None
+    kl: torch.Tensor | None  # (B, K) KL estimate of the sampling policy to the reference
+
+    def transitions(self) -> dict[str, torch.Tensor]:
+        """Flatten the stochastic steps into per-transition tensors (normal tensors, safe for autograd)."""
+        steps = self.stochastic.nonzero().flatten()
+        b = len(self.prompts)
+        out = {
+            "x_t": self.latents[:, steps],
+            "x_prev": self.latents[:, steps + 1],
+            "timestep": self.timesteps[steps].expand(b, -1),
+            "prev_timestep": self.prev_timesteps[steps].expand(b, -1),
+            "old_log_prob": self.log_probs[:, steps],
+            "sample": torch.arange(b).unsqueeze(1).expand(-1, len(steps)),
+        }
+        if self.ref_eps is not None:
+            out["ref_eps"] = self.ref_eps[:, steps]
+        return {k: v.reshape(-1, *v.shape[2:]).clone() for k, v in out.items()}
+
+
+def _latent_shape(pipe, n: int, height: int | None, width: int | None) -> tuple[int, ...]:
+    factor = pipe.vae_scale_factor
+    height = height or pipe.unet.config.sample_size * factor
+    width = width or pipe.unet.config.sample_size * factor
+    return (n, pipe.unet.config.in_channels, height // factor, width // factor)
+
+
+def decode(pipe, latents: torch.Tensor) -> torch.Tensor:
+    """Latents to images in [0, 1], as the pipeline's ``output_type="pt"`` path does."""
+    image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    return pipe.image_processor.postprocess(image, output_type="pt", do_denormalize=[True] * len(image))
+
+
+@torch.inference_mode()
+def rollout(pipe, prompts, seeds, sampling, prompt_cache, *, reference: bool, reduction="mean", kl_estimator="mse"):
+    """Sample one image per (prompt, seed) with DDIM eta > 0, recording each step.
+
+    Args:
+        pipe: a StableDiffusionPipeline whose scheduler is a DDIMScheduler.
+        prompts, seeds: one prompt and one integer seed per sample.
+        sampling: a SamplingConfig (num_steps, guidance_scale, eta, height, width).
+        prompt_cache: a PromptCache for ``pipe``.
+        reference: also compute the reference policy's (adapters disabled) guided prediction at every step.
+    """
+    device = pipe.unet.device
+    dtype = pipe.unet.dtype
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(sampling.num_steps, device=device)
+    generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+    cond, uncond, _ = prompt_cache.get(list(prompts))
+    cond, uncond = cond.to(device, dtype), uncond.to(device, dtype)
+    shape = _latent_shape(pipe, len(prompts), sampling.height, sampling.width)
+    x = randn_tensor(shape, generator=generators, device=device, dtype=dtype) * scheduler.init_noise_sigma
+    step = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    latents, log_probs, ref_list, kls, stds = [x], [], [], [], []
+    for t in scheduler.timesteps:
+        x_in = scheduler.scale_model_input(x, t)
+        eps = guided_eps(pipe.unet, x_in, t, cond, uncond, sampling.guidance_scale)
+        mean, std = ddim_mean_std(scheduler, eps, t, t - step, x, sampling.eta)
+        if sampling.eta > 0:
+            noise = randn_tensor(eps.shape, generator=generators, device=device, dtype=dtype)
+            x_prev = mean + std * noise
+        else:
+            x_prev = mean
+        stochastic = bool((std > 0).all())
+        log_probs.append(gaussian_log_prob(x_prev, mean, std, reduction) if stochastic else x.new_zeros(len(x)))
+        stds.append(stochastic)
+        if reference:
+            with reference_policy(pipe.unet):
+                ref = guided_eps(pipe.unet, x_in, t, cond, uncond, sampling.guidance_scale)
+            ref_mean, _ = ddim_mean_std(scheduler, ref, t, t - step, x, sampling.eta)
+            ref_list.append(ref)
+            kls.append(kl_estimate(eps, ref, mean, ref_mean, std, kl_estimator) if stochastic else x.new_zeros(len(x)))
+        latents.append(x_prev)
+        x = x_prev
+    timesteps = scheduler.timesteps.to("cpu").long()
+    return Rollout(
+        prompts=list(prompts),
+        seeds=[int(s) for s in seeds],
+        images=decode(pipe, x).float(),
+        latents=torch.stack(latents, 1),
+        timesteps=timesteps,
+        prev_timesteps=timesteps - step,
+        log_probs=torch.stack(log_probs, 1).float(),
+        stochastic=torch.tensor(stds),
+        ref_eps=torch.stack(ref_list, 1) if reference else None,
+        kl=torch.stack(kls, 1).float() if reference else None,
+    )

@@ -1,0 +1,232 @@
+"""The one training loop every method shares: collect, score, method loss, AdamW step.
+
+Per round: ``method.collect(ctx)`` gathers data (an online method rolls out the current policy), then for each
+optimiser step that ``method.updates(ctx)`` yields, the micro-batches' losses are back-propagated (each divided by
+the number of micro-batches), gradients are averaged across processes, the norm is clipped, and AdamW steps the
+LoRA weights. One row per optimiser step goes to ``train.jsonl``. Devices and mixed precision come from accelerate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.config import RunConfig, to_dict
+from bench.errors import BenchError
+from bench.models import add_lora, load_pipeline, reference_policy, save_lora
+from bench.results import append_jsonl, env_info, replace_dir, write_json, write_yaml
+from bench.sampling import PromptCache, ddim_mean_std, gaussian_log_prob, guided_eps, kl_estimate, rollout
+
+
+class TrainContext:
+    """What a method may use: the shared sampler, the reward, policy evaluation, data-order randomness."""
+
+    def __init__(self, config: RunConfig, accelerator, pipe, scorer, prompts: list[str]):
+        self.config, self.accelerator, self.pipe, self.scorer = config, accelerator, pipe, scorer
+        self.prompts = prompts
+        self.device = accelerator.device
+        self.process = accelerator.process_index
+        self.generator = torch.Generator().manual_seed(_derive_seed(config.seed, self.process, "data"))
+        self.sample_counter = 0
+        self.prompt_cache = PromptCache(pipe)
+        self.round = 0
+        self.num_train_timesteps = pipe.scheduler.config.num_train_timesteps
+        probe = rollout_shape(pipe, config)
+        self.latent_numel = int(np.prod(probe))
+        self.text_dim = pipe.text_encoder.config.hidden_size  # CLIPTextModel's pooled output width
+
+    def round_prompts(self, n: int) -> tuple[list[int], list[int]]:
+        """``n`` prompt ids (each prompt equally often, in a random order) and fresh per-sample seeds."""
+        reps = math.ceil(n / len(self.prompts))
+        order = torch.cat([torch.randperm(len(self.prompts), generator=self.generator) for _ in range(reps)])
+        ids = order[:n].tolist()
+        seeds = [_derive_seed(self.config.seed, self.process, self.sample_counter + i) for i in range(n)]
+        self.sample_counter += n
+        return ids, seeds
+
+    def rollout(self, prompt_ids, seeds, *, reference=True, reduction="mean", kl_estimator="mse"):
+        """Sample with the current policy through the shared sampler (adapters on)."""
+        prompts = [self.prompts[i] for i in prompt_ids]
+        with self.accelerator.autocast():
+            return rollout(
+                self.pipe,
+                prompts,
+                seeds,
+                self.config.sampling,
+                self.prompt_cache,
+                reference=reference,
+                reduction=reduction,
+                kl_estimator=kl_estimator,
+            )
+
+    @torch.no_grad()
+    def reward(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        values = self.scorer(images.to(self.device), prompts).float()
+        if not torch.isfinite(values).all():
+            raise NonFinite(f"the reward {self.config.reward!r} returned a non-finite value")
+        return values
+
+    def _embeddings(self, prompt_ids: torch.Tensor):
+        prompts = [self.prompts[i] for i in prompt_ids.tolist()]
+        dtype = self.pipe.unet.dtype
+        cond, uncond, pooled = self.prompt_cache.get(prompts)
+        return cond.to(self.device, dtype), uncond.to(self.device, dtype), pooled.to(self.device)
+
+    def text_features(self, prompt_ids: torch.Tensor) -> torch.Tensor:
+        """Pooled text embedding per prompt id (input of value networks)."""
+        return self._embeddings(prompt_ids)[2]
+
+    def evaluate_transitions(self, batch, *, reduction="mean", kl_estimator="mse"):
+        """log p_theta(x_{t-1} | x_t, z) and KL_t of stored transitions under the current policy, with gradient."""
+        cond, uncond, _ = self._embeddings(batch["prompt_id"])
+        s = self.config.sampling
+        x_t = batch["x_t"]
+        eps = guided_eps(self.pipe.unet, x_t, batch["timestep"], cond, uncond, s.guidance_scale)
+        mean, std = ddim_mean_std(self.pipe.scheduler, eps, batch["timestep"], batch["prev_timestep"], x_t, s.eta)
+        log_prob = gaussian_log_prob(batch["x_prev"], mean, std, reduction)
+        ref_eps = batch["ref_eps"]
+        ref_mean, _ = ddim_mean_std(self.pipe.scheduler, ref_eps, batch["timestep"], batch["prev_timestep"], x_t, s.eta)
+        return log_prob, kl_estimate(eps, ref_eps, mean, ref_mean, std, kl_estimator)
+
+    def denoise(self, batch, *, reference: bool = False):
+        """Noise prediction at sqrt(a_t) x_0 + sqrt(1 - a_t) noise, and the reference's (no grad) if asked."""
+        cond, _, _ = self._embeddings(batch["prompt_id"])
+        timestep = batch["timestep"].to(self.device)
+        noisy = self.pipe.scheduler.add_noise(batch["x0"], batch["noise"], timestep)
+        eps = self.pipe.unet(noisy, timestep, encoder_hidden_states=cond, return_dict=False)[0]
+        eps_ref = None
+        if reference:
+            with torch.no_grad(), reference_policy(self.pipe.unet):
+                eps_ref = self.pipe.unet(noisy, timestep, encoder_hidden_states=cond, return_dict=False)[0]
+        return eps, eps_ref
+
+
+class NonFinite(Exception):
+    """A NaN or inf reward, loss or gradient."""
+
+
+def rollout_shape(pipe, config: RunConfig) -> tuple[int, ...]:
+    factor = pipe.vae_scale_factor
+    h = (config.sampling.height or pipe.unet.config.sample_size * factor) // factor
+    w = (config.sampling.width or pipe.unet.config.sample_size * factor) // factor
+    return (pipe.unet.config.in_channels, h, w)
+
+
+def _derive_seed(*parts) -> int:
+    words = [p if isinstance(p, int) else int.from_bytes(str(p).encode()[:8], "little") for p in parts]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+def _sync_gradients(accelerator, params) -> None:
+    """Average LoRA gradients over processes (data parallel without wrapping the UNet in DDP)."""
+    if accelerator.num_processes == 1:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = accelerator.reduce(torch.cat([g.flatten() for g in grads]), reduction="mean")
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        p.grad = flat[offset : offset + g.numel()].view_as(g)
+        offset += g.numel()
+
+
+@dataclasses.dataclass
+class Trainer:
+    """Runs ``config.steps`` rounds of ``method`` and writes the run folder."""
+
+    config: RunConfig
+    method_cls: type
+    model_path: str
+    prompts: list[str]
+    scorer_cls: type
+    run_dir: Path
+    progress: object = None  # a callable(round, total, metrics) for the CLI's progress bar
+
+    def setup(self):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.accelerator = Accelerator(mixed_precision=self.config.mixed_precision)
+        set_seed(self.config.seed)
+        pipe = load_pipeline(self.model_path, self.accelerator.device)
+        lora = self.config.lora
+        self.params = add_lora(pipe.unet, lora.rank, lora.alpha, lora.targets)
+        hp = self.config.hparams
+        self.optimizer = torch.optim.AdamW(self.params, lr=hp.lr, weight_decay=hp.weight_decay)
+        scorer = self.scorer_cls(device=self.accelerator.device)
+        self.ctx = TrainContext(self.config, self.accelerator, pipe, scorer, self.prompts)
+        self.method = self.method_cls(hp)
+        self.method.setup(self.ctx)
+        self.update = 0
+        if self.accelerator.is_main_process:
+            write_yaml(self.run_dir / "config.yaml", to_dict(self.config) | {"model_path": self.model_path})
+            write_json(
+                self.run_dir / "env.json",
+                env_info(str(self.accelerator.device), self.accelerator.num_processes),
+            )
+        return self
+
+    def step(self, micro_batches) -> dict:
+        """One optimiser step over ``micro_batches`` (gradient accumulation)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        for batch in micro_batches:
+            with self.accelerator.autocast():
+                loss, metrics = self.method.loss(batch, self.ctx)
+            if not torch.isfinite(loss):
+                raise NonFinite("non-finite loss")
+            self.accelerator.backward(loss / len(micro_batches))
+            for k, v in {"loss": loss.item(), **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + v / len(micro_batches)
+        _sync_gradients(self.accelerator, self.params)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.hparams.grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise NonFinite("non-finite gradient")
+        self.optimizer.step()
+        return {**sums, "grad_norm": grad_norm.item()}
+
+    def run(self) -> Path:
+        start = time.time()
+        for round_ in range(self.config.steps):
+            self.ctx.round = round_
+            collected = self.method.collect(self.ctx)
+            rows = []
+            for micro_batches in self.method.updates(self.ctx):
+                try:
+                    metrics = self.step(micro_batches)
+                except NonFinite as exc:
+                    raise BenchError(f"{exc} at update {self.update + 1} (round {round_ + 1}); stopping") from None
+                self.update += 1
+                row = {"round": round_ + 1, "update": self.update, **collected, **metrics}
+                rows.append(row | {"lr": self.optimizer.param_groups[0]["lr"], "time_s": time.time() - start})
+            if self.accelerator.is_main_process:
+                append_jsonl(self.run_dir / "train.jsonl", rows)
+            if self.progress:
+                self.progress(round_ + 1, self.config.steps, rows[-1] if rows else collected)
+            every = self.config.checkpoint_every
+            if every and (round_ + 1) % every == 0 and round_ + 1 < self.config.steps:
+                self.save()
+        self.save()
+        return self.run_dir
+
+    def save(self) -> None:
+        """Write lora/ and checkpoint/ (atomically, by swapping in a fresh folder)."""
+        if not self.accelerator.is_main_process:
+            return
+        unet = self.ctx.pipe.unet
+        replace_dir(self.run_dir / "lora", lambda tmp: save_lora(unet, tmp))
+        state = {
+            "update": self.update,
+            "round": self.ctx.round + 1,
+            "lora": {n: p.detach().cpu() for n, p in unet.named_parameters() if "lora_" in n},
+            "optimizer": self.optimizer.state_dict(),
+            "method": self.method.state_dict(),
+            "generator": self.ctx.generator.get_state(),
+            "sample_counter": self.ctx.sample_counter,
+            "torch_rng": torch.get_rng_state(),
+        }
+        replace_dir(self.run_dir / "checkpoint", lambda tmp: torch.save(state, tmp / "state.pt"))

@@ -1,0 +1,1 @@
+"""Scorers, prompt sets, tables and plots (imported as ``bench.evaluations``)."""

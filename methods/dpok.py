@@ -1,0 +1,211 @@
+"""DPOK: online policy gradient over the denoising chain with a per-step KL penalty to the pretrained model.
+
+Fan et al., "DPOK: Reinforcement Learning for Fine-tuning Text-to-Image Diffusion Models", NeurIPS 2023,
+arXiv 2305.16381. Defaults follow the official code (google-research/google-research, folder ``dpok``,
+``train_online_pg.py``), with which the paper's hyperparameters were tuned.
+
+Objective (Eq. 8), over prompts z and trajectories x_{0:T} of the fine-tuned policy p_theta:
+    min  -alpha E[r(x_0, z)] + beta sum_t E[ KL(p_theta(x_{t-1} | x_t, z) || p_pre(x_{t-1} | x_t, z)) ]
+Gradient (Eq. 9): alpha E[-r sum_t grad log p_theta(x_{t-1} | x_t, z)] + beta sum_t E[grad KL_t].
+
+One round (Algorithm 1 with App. A.5 and A.6, in the official code's order):
+    1. roll out m = ``samples_per_round`` trajectories with the current policy (DDIM, eta > 0, guidance) and
+       score x_0 with the reward; every step's log-probability and the reference's prediction are kept;
+    2. push each transition (x_t, x_{t-1}, t, log p_old, r, z) into a FIFO buffer of ``buffer_size``;
+    3. fit the value baseline V(x_t, t, z) to r by MSE: ``value_steps`` steps of ``value_batch_size`` (A.5);
+    4. ``updates_per_round`` optimiser steps, each over ``batch_size`` x ``grad_accum`` buffer transitions, on
+           loss = mean( -alpha * (r - V) * clamp(p_theta / p_old, 1 - eps, 1 + eps) + beta * KL_t )   (A.6)
+       with the gradient norm clipped at ``grad_clip``.
+
+Departures from the paper:
+    1. KL_t defaults to the official code's mean squared difference of the guided noise predictions, which drops
+       the closed form's factor c_t^2 / (2 sigma_t^2); ``kl_estimator=closed_form`` gives
+       ||mu_theta - mu_pre||^2 / (2 sigma_t^2) summed over latent dims, the exact Gaussian KL.
+    2. log p is averaged over latent dims (official code, and DDPO's); ``logprob_reduction=sum`` is the true
+       log-density. The ratio clip eps therefore acts on a per-dimension scale by default.
+    3. The loss averages over sampled transitions instead of summing over a trajectory's T steps: the gradient
+       is Eq. 9's divided by T (the official code does the same; alpha, beta and lr were tuned with it).
+    4. A minibatch is batch_size x grad_accum = 4 x 12 = 48 transitions (official code); the paper says 32.
+    5. The ratio is clamped (official code), so its gradient is zero outside [1 - eps, 1 + eps];
+       ``clip_mode=ppo`` uses PPO's min(ratio A, clamp(ratio) A) instead.
+Departures from the official code:
+    6. The reference policy is the same UNet with its LoRA adapters disabled, not a second frozen UNet copy; its
+       prediction is computed once per transition at rollout time and stored.
+    7. V takes the text encoder's pooled output and a sinusoidal timestep embedding (bench/value.py); the official
+       ``ValueMulti`` takes ImageReward's CLIP text embedding and per-timestep gains over 50 steps.
+    8. Transitions are drawn without replacement within one optimiser step; a step whose sigma_t is 0 (the last
+       step when the scheduler sets alpha to one) is not an action and is not stored.
+    9. ``samples_per_round`` is per process, like the official ``g_batch_size`` per GPU.
+    10. Rewards are used as the scorer returns them; ImageReward's fixed standardisation
+        (r - 0.16717) / 1.03334 is applied by the ``imagereward`` scorer itself, as the official ``utils.py`` does.
+    11. ``baseline=mean`` (a per-prompt running mean of rewards) and ``baseline=none`` are options for ablations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.buffer import TransitionBuffer
+from bench.config import param
+from bench.method import Method, OptimConfig, chunk
+from bench.sampling import KL_ESTIMATORS, REDUCTIONS
+from bench.value import ValueNetwork
+
+
+@dataclass(frozen=True)
+class DPOKConfig(OptimConfig):
+    """DPOK hyperparameters; defaults are the official code's single-prompt settings."""
+
+    alpha: float = param(10.0, "reward weight alpha (Eq. 8; official --reward_weight 10)", ge=0.0)
+    beta: float = param(0.01, "KL weight beta (Eq. 8; official --kl_weight 0.01)", ge=0.0)
+    samples_per_round: int = param(10, "m: trajectories sampled per round per process (--g_batch_size 10)", ge=1)
+    buffer_size: int = param(1000, "FIFO buffer of transitions (official code: 1000)", ge=1)
+    ratio_clip: float = param(1e-4, "eps: importance ratio clipped to [1 - eps, 1 + eps] (App. A.6; 1e-4)", gt=0.0)
+    clip_mode: str = param("clamp", "clamp the ratio (official) or ppo min(rA, clip(r)A)", choices=("clamp", "ppo"))
+    baseline: str = param(
+        "value", "advantage baseline: learned V (A.5), per-prompt mean, or none", choices=("value", "mean", "none")
+    )
+    value_steps: int = param(5, "MSE steps of V before each round's policy steps (--v_step 5)", ge=0)
+    value_batch_size: int = param(256, "transitions per value step (official: 256)", ge=1)
+    value_lr: float = param(1e-4, "AdamW learning rate of V (official: 1e-4)", gt=0.0)
+    logprob_reduction: str = param("mean", "log-prob over latent dims: mean (official) or sum", choices=REDUCTIONS)
+    kl_estimator: str = param(
+        "mse", "per-step KL: mse of noise predictions (official) or closed_form", choices=KL_ESTIMATORS
+    )
+
+
+def dpok_loss(log_prob, old_log_prob, advantage, kl, *, alpha, beta, ratio_clip, clip_mode="clamp"):
+    """DPOK's per-transition loss averaged over a batch (pure: tensors in, scalar and metrics out).
+
+    Args:
+        log_prob: log p_theta(x_{t-1} | x_t, z) under the current policy, with gradient.
+        old_log_prob: the same under the policy that sampled the transition (no gradient).
+        advantage: r - baseline, no gradient.
+        kl: per-transition KL estimate to the reference policy, with gradient.
+    """
+    ratio = torch.exp(log_prob - old_log_prob)
+    clipped = ratio.clamp(1.0 - ratio_clip, 1.0 + ratio_clip)
+    if clip_mode == "clamp":
+        policy_term = -advantage * clipped
+    else:
+        policy_term = torch.maximum(-advantage * ratio, -advantage * clipped)
+    loss = (alpha * policy_term + beta * kl).mean()
+    metrics = {
+        "pg": policy_term.mean().item(),
+        "kl": kl.mean().item(),
+        "ratio": ratio.mean().item(),
+        "clipfrac": ((ratio - 1.0).abs() > ratio_clip).float().mean().item(),
+    }
+    return loss, metrics
+
+
+class DPOK(Method):
+    name = "dpok"
+    Config = DPOKConfig
+    needs_log_prob = True
+    summary = "online policy gradient + per-step KL to the pretrained model (Fan et al. 2023)"
+
+    def __init__(self, hparams: DPOKConfig):
+        super().__init__(hparams)
+        self.buffer = TransitionBuffer(hparams.buffer_size)
+        self.value: ValueNetwork | None = None
+        self.value_opt: torch.optim.Optimizer | None = None
+        self.prompt_mean: dict[int, tuple[float, int]] = {}  # prompt id -> (running mean reward, count)
+
+    def setup(self, ctx) -> None:
+        if self.hp.baseline == "value":
+            self.value = ValueNetwork(ctx.latent_numel, ctx.text_dim).to(ctx.device)
+            self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=self.hp.value_lr, weight_decay=0.0)
+            self.value, self.value_opt = ctx.accelerator.prepare(self.value, self.value_opt)
+
+    def collect(self, ctx) -> dict[str, float]:
+        hp = self.hp
+        prompt_ids, seeds = ctx.round_prompts(hp.samples_per_round)
+        rollout = ctx.rollout(prompt_ids, seeds, reduction=hp.logprob_reduction, kl_estimator=hp.kl_estimator)
+        rewards = ctx.reward(rollout.images, rollout.prompts).float().cpu()
+        transitions = rollout.transitions()
+        sample = transitions.pop("sample")
+        transitions["reward"] = rewards[sample]
+        transitions["prompt_id"] = torch.as_tensor(prompt_ids)[sample]
+        transitions["baseline"] = self._running_mean(prompt_ids, rewards)[sample]
+        self.buffer.add(transitions)
+        metrics = {
+            "reward": rewards.mean().item(),
+            "reward_std": rewards.std().item() if len(rewards) > 1 else 0.0,
+        }
+        metrics["kl_rollout"] = rollout.kl[:, rollout.stochastic].sum(1).mean().item()
+        if self.value is not None and hp.alpha > 0:
+            metrics["value_loss"] = self._fit_value(ctx)
+        return metrics
+
+    def _running_mean(self, prompt_ids, rewards) -> torch.Tensor:
+        if self.hp.baseline != "mean":
+            return torch.zeros(len(rewards))
+        for pid, r in zip(prompt_ids, rewards.tolist(), strict=True):
+            mean, count = self.prompt_mean.get(pid, (0.0, 0))
+            self.prompt_mean[pid] = (mean + (r - mean) / (count + 1), count + 1)
+        return torch.tensor([self.prompt_mean[pid][0] for pid in prompt_ids])
+
+    def _fit_value(self, ctx) -> float:
+        """App. A.5: regress V(x_t, t, z) on the final reward before the policy steps."""
+        losses = []
+        for _ in range(self.hp.value_steps):
+            n = min(self.hp.value_batch_size, len(self.buffer))
+            idx = torch.randperm(len(self.buffer), generator=ctx.generator)[:n]
+            batch = self.buffer.gather(idx, ctx.device)
+            pred = self.value(batch["x_t"], batch["timestep"], ctx.text_features(batch["prompt_id"]))
+            loss = torch.nn.functional.mse_loss(pred, batch["reward"].to(pred.dtype))
+            self.value_opt.zero_grad()
+            ctx.accelerator.backward(loss)
+            self.value_opt.step()
+            losses.append(loss.item())
+        return sum(losses) / max(len(losses), 1)
+
+    def updates(self, ctx):
+        hp = self.hp
+        per_step = hp.batch_size * hp.grad_accum
+        for _ in range(hp.updates_per_round):
+            order = torch.randperm(len(self.buffer), generator=ctx.generator)
+            if len(order) < per_step:  # a small buffer is reused within the step rather than failing
+                order = order[torch.randint(len(order), (per_step,), generator=ctx.generator)]
+            yield [self.buffer.gather(idx, ctx.device) for idx in chunk(order[:per_step], hp.batch_size)]
+
+    def loss(self, batch, ctx):
+        hp = self.hp
+        log_prob, kl = ctx.evaluate_transitions(batch, reduction=hp.logprob_reduction, kl_estimator=hp.kl_estimator)
+        if self.value is not None:
+            with torch.no_grad():
+                baseline = self.value(batch["x_t"], batch["timestep"], ctx.text_features(batch["prompt_id"]))
+        else:
+            baseline = batch["baseline"]
+        advantage = (batch["reward"] - baseline).to(log_prob.dtype)
+        return dpok_loss(
+            log_prob,
+            batch["old_log_prob"],
+            advantage,
+            kl,
+            alpha=hp.alpha,
+            beta=hp.beta,
+            ratio_clip=hp.ratio_clip,
+            clip_mode=hp.clip_mode,
+        )
+
+    def state_dict(self):
+        state = {"buffer": self.buffer.state_dict(), "prompt_mean": dict(self.prompt_mean)}
+        if self.value is not None:
+            state["value"] = self.value.state_dict()
+            state["value_opt"] = self.value_opt.state_dict()
+        return state
+
+    def load_state_dict(self, state):
+        self.buffer.load_state_dict(state["buffer"])
+        self.prompt_mean = dict(state["prompt_mean"])
+        if self.value is not None:
+            self.value.load_state_dict(state["value"])
+            self.value_opt.load_state_dict(state["value_opt"])
+
+
+RewardOnly = DPOK.preset("reward-only", "DPOK ablation without the KL term (beta = 0)", beta=0.0)
+KLOnly = DPOK.preset("kl-only", "DPOK ablation without the reward term (alpha = 0)", alpha=0.0)
