@@ -121,7 +121,7 @@ def _train(cfg, method_cls, model_path, prompt_list, scorer_cls) -> None:
         task = progress.add_task("rounds", total=cfg.steps, stats="loading model")
 
         def report(done: int, total: int, metrics: dict) -> None:
-            stats = " ".join(f"{k} {metrics[k]:.4g}" for k in ("reward", "kl", "loss") if k in metrics)
+            stats = " ".join(f"{k} {metrics[k]:.4g}" for k in ("reward", "data_reward", "kl", "loss") if k in metrics)
             progress.update(task, completed=done, stats=stats)
 
         trainer = Trainer(cfg, method_cls, model_path, prompt_list, scorer_cls, run_dir, progress=report)
@@ -161,6 +161,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors with exit code 2, tracebacks only with --debug."""
     import click
 
+    from bench.registry import METHODS, SCORERS
+
+    METHODS.clear_plugins()
+    SCORERS.clear_plugins()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("BENCH_DEBUG") == "1"
     try:

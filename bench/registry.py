@@ -28,6 +28,8 @@ BUILTIN_SCORERS = {
     "imagereward": "bench.evaluations.imagereward:ImageRewardScorer",
     "aesthetic": "bench.evaluations.aesthetic:AestheticScorer",
     "oversaturation": "bench.evaluations.oversaturation:Oversaturation",
+    "saturated-share": "bench.evaluations.oversaturation:SaturatedShare",
+    "clipped-share": "bench.evaluations.oversaturation:ClippedShare",
 }
 
 
@@ -78,6 +80,12 @@ class Registry:
         self._targets[name] = (target, "--plugin")
         self._loaded[name] = obj
         return name
+
+    def clear_plugins(self) -> None:
+        """Forget --plugin registrations (each CLI invocation starts from built-ins and entry points)."""
+        for name in [n for n, (_, source) in self._targets.items() if source == "--plugin"]:
+            del self._targets[name]
+            self._loaded.pop(name, None)
 
     def names(self) -> list[str]:
         self._scan_entry_points()

@@ -67,7 +67,7 @@ class SFT(Method):
 
     def collect(self, ctx) -> dict[str, float]:
         if self.data:  # offline: the dataset is drawn once, from the pretrained model, before training
-            return {}
+            return self._data_metrics()
         latents, rewards, prompt_ids = [], [], []
         ids, seeds = ctx.round_prompts(self.hp.num_samples)
         for start in range(0, len(ids), self.hp.sample_batch_size):
@@ -81,8 +81,12 @@ class SFT(Method):
             "reward": torch.cat(rewards),
             "prompt_id": torch.as_tensor(prompt_ids),
         }
+        return self._data_metrics()
+
+    def _data_metrics(self) -> dict[str, float]:
+        """Reward of the fixed training set (not of fresh samples: SFT draws none after round 1)."""
         reward = self.data["reward"]
-        return {"reward": reward.mean().item(), "reward_std": reward.std().item() if len(reward) > 1 else 0.0}
+        return {"data_reward": reward.mean().item(), "data_reward_std": reward.std().item() if len(reward) > 1 else 0.0}
 
     def updates(self, ctx):
         hp = self.hp

@@ -82,3 +82,20 @@ def build_tiny_pipeline(folder, seed: int = 0):
 def tiny_sd(tmp_path_factory):
     """Path to a tiny random pipeline folder (16 px images, 8x8x4 latents)."""
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture()
+def tiny_pipe(tiny_sd):
+    """A freshly loaded tiny pipeline (DDIM, frozen, no adapters)."""
+    from bench.models import load_pipeline
+
+    return load_pipeline(str(tiny_sd))
+
+
+def randomize_lora(unet, scale: float = 0.2, seed: int = 0) -> None:
+    """Give every LoRA weight a random value so the adapted policy differs visibly from the reference."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * scale)

@@ -1,0 +1,81 @@
+"""DPOK and SFT losses on hand-made tensors."""
+
+import pytest
+import torch
+
+from bench.methods.dpok import dpok_loss
+from bench.methods.sft import sft_loss
+
+
+def _tensors(seed=0, n=6):
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.randn(n, generator=g, requires_grad=True)
+    old = (theta.detach() + torch.randn(n, generator=g) * 1e-5).clone()
+    log_prob = theta * 1.0  # a differentiable stand-in for log p_theta
+    kl = (theta - 0.3) ** 2
+    adv = torch.randn(n, generator=g)
+    return theta, log_prob, old, kl, adv
+
+
+def test_beta_zero_is_the_clipped_policy_gradient_alone():
+    theta, log_prob, old, kl, adv = _tensors()
+    loss, metrics = dpok_loss(log_prob, old, adv, kl, alpha=10.0, beta=0.0, ratio_clip=1e-4)
+    ratio = torch.exp(log_prob - old).clamp(1 - 1e-4, 1 + 1e-4)
+    expected = (-10.0 * adv * ratio).mean()
+    torch.testing.assert_close(loss, expected)
+    assert metrics["kl"] == pytest.approx(kl.mean().item())  # logged, not optimised
+
+
+def test_alpha_zero_gradient_is_the_kl_gradient():
+    theta, log_prob, old, kl, adv = _tensors()
+    loss, _ = dpok_loss(log_prob, old, adv, kl, alpha=0.0, beta=0.01, ratio_clip=1e-4)
+    (grad,) = torch.autograd.grad(loss, theta, retain_graph=True)
+    (kl_grad,) = torch.autograd.grad((0.01 * kl).mean(), theta)
+    torch.testing.assert_close(grad, kl_grad)
+    assert grad.abs().sum() > 0
+
+
+def test_clamped_ratio_has_no_gradient_outside_the_band():
+    theta = torch.zeros(2, requires_grad=True)
+    old = torch.tensor([0.0, -1.0])  # second transition: ratio e^1, far outside [1 - eps, 1 + eps]
+    adv = torch.ones(2)
+    loss, metrics = dpok_loss(theta, old, adv, torch.zeros(2), alpha=1.0, beta=0.0, ratio_clip=0.1)
+    (grad,) = torch.autograd.grad(loss, theta)
+    assert grad[0].item() == pytest.approx(-0.5)  # d/dtheta of -A * exp(theta - old) / 2 at ratio 1
+    assert grad[1].item() == 0.0
+    assert metrics["clipfrac"] == 0.5
+
+
+def test_ppo_mode_keeps_the_pessimistic_gradient():
+    theta = torch.zeros(1, requires_grad=True)
+    old = torch.tensor([-0.5])  # ratio e^0.5 > 1 + eps with a negative advantage: PPO keeps the unclipped term
+    adv = -torch.ones(1)
+    loss, _ = dpok_loss(theta, old, adv, torch.zeros(1), alpha=1.0, beta=0.0, ratio_clip=0.1, clip_mode="ppo")
+    (grad,) = torch.autograd.grad(loss, theta)
+    assert grad.item() == pytest.approx(torch.exp(torch.tensor(0.5)).item(), rel=1e-5)
+    clamped, _ = dpok_loss(theta, old, adv, torch.zeros(1), alpha=1.0, beta=0.0, ratio_clip=0.1)
+    assert torch.autograd.grad(clamped, theta)[0].item() == 0.0
+
+
+def test_sft_weights_follow_the_reward():
+    eps_pred = torch.zeros(3, 2, 2, 2, requires_grad=True)
+    noise = torch.ones(3, 2, 2, 2)
+    reward = torch.tensor([2.0, 0.5, -1.0])
+    loss, metrics = sft_loss(eps_pred, noise, reward, gamma=0.0, beta=0.0)
+    (grad,) = torch.autograd.grad(loss, eps_pred)
+    per_sample = grad.abs().flatten(1).sum(1)
+    # weights max(r, 0) = (2, 0.5, 0): gradients scale with them, the negative reward is clipped to no weight
+    assert per_sample[0] / per_sample[1] == pytest.approx(4.0)
+    assert per_sample[2].item() == 0.0
+    assert metrics["weight"] == pytest.approx(2.5 / 3)
+    shifted, _ = sft_loss(eps_pred, noise, reward, gamma=2.0, beta=0.0)  # KL-D: weights (4, 2.5, 1)
+    assert shifted.item() == pytest.approx((4 + 2.5 + 1) / 3)
+
+
+def test_sft_kl_o_term():
+    eps_pred = torch.full((2, 1, 2, 2), 0.5, requires_grad=True)
+    noise = torch.full((2, 1, 2, 2), 0.5)
+    eps_ref = torch.zeros(2, 1, 2, 2)
+    loss, metrics = sft_loss(eps_pred, noise, torch.ones(2), gamma=0.0, beta=0.1, eps_ref=eps_ref)
+    assert loss.item() == pytest.approx(0.1 * 0.25)
+    assert metrics["kl"] == pytest.approx(0.25)
