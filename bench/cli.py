@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -129,6 +130,99 @@ def _train(cfg, method_cls, model_path, prompt_list, scorer_cls) -> None:
         progress.update(task, stats="collecting")
         trainer.run()
     typer.echo(f"run folder: {run_dir}")
+
+
+@app.command("pretrain", help="Pretrain the shapes world's tiny Stable Diffusion (about 50 minutes on 2 cores).")
+def pretrain_cmd(
+    world: str = typer.Argument(..., help="what to pretrain: shapes (the tiny SD) or shapes-reward (the proxy)"),
+    out: str = typer.Option(None, "--out", help="output folder (default: the shipped bench/shapes/model)"),
+    set_: list[str] = typer.Option([], "--set", help="override a ShapesModelConfig field: key=value"),
+    tiny: bool = typer.Option(False, "--tiny", help="a few steps of a tiny config (for tests)"),
+    card_only: bool = typer.Option(False, "--card-only", help="only re-measure and rewrite the model card"),
+    model: str = typer.Option("shapes", "--model", help="shapes-reward: the pipeline whose samples it learns from"),
+) -> None:
+    from bench.config import build, parse_set, to_dict
+    from bench.models import SHAPES_MODEL
+
+    if world == "shapes-reward":
+        _pretrain_reward(Path(out) if out else None, set_, tiny, model)
+        return
+    if world != "shapes":
+        raise BenchError(f"unknown world {world!r}; known: shapes, shapes-reward")
+    from bench.shapes.pretrain import TINY, ShapesModelConfig
+
+    base = to_dict(TINY if tiny else ShapesModelConfig())
+    cfg = build(ShapesModelConfig, base | dict(parse_set(set_)))
+    _quiet_libraries()
+    _pretrain(Path(out) if out else SHAPES_MODEL, cfg, card_only)
+
+
+def _pretrain_reward(out: Path | None, sets: list[str], tiny: bool, model: str) -> None:
+    from bench.config import build, parse_set
+    from bench.evaluations.shapes_reward import DEFAULT_DIR
+    from bench.models import resolve_model
+    from bench.shapes.reward_train import RewardTrainConfig, train_shapes_reward
+
+    values = {"samples_per_prompt": 1, "pretraining_captions": 8, "epochs": 1, "batch_size": 8} if tiny else {}
+    cfg = build(RewardTrainConfig, values | dict(parse_set(sets)))
+    model_dir = resolve_model(model)
+    _quiet_libraries()
+    stats = train_shapes_reward(model_dir, out or DEFAULT_DIR, cfg)
+    agreement = stats["pairwise_agreement_with_oracle"]
+    typer.echo(f"shapes reward: {out or DEFAULT_DIR} (held-out pairwise agreement with the oracle {agreement:.3f})")
+
+
+def _pretrain(out: Path, cfg, card_only: bool) -> None:
+    import json
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench.results import write_json
+    from bench.shapes.pretrain import pretrain
+
+    stats_path = out / "pretrain_stats.json"
+    if not card_only:
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+        ]
+        with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True)) as progress:
+            tasks: dict = {}
+
+            def log(stage: str, step: int, total: int, loss: float) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total, loss=loss)
+                progress.update(tasks[stage], completed=step, loss=loss)
+
+            start = time.time()
+            stats = pretrain(out, cfg, log)
+            stats["total_minutes"] = (time.time() - start) / 60
+            stats["command"] = " ".join(["bench", *sys.argv[1:]]) if sys.argv[0].endswith("bench") else None
+        write_json(stats_path, stats)
+    if not stats_path.is_file():
+        raise BenchError(f"{stats_path} is missing: run `bench pretrain shapes` without --card-only first")
+    from bench.shapes.card import write_model_card
+
+    write_model_card(out, json.loads(stats_path.read_text()))
+    typer.echo(f"shapes model: {out}")
+
+
+@app.command("eval", help="Score a run's pretrained and fine-tuned models on fixed evaluation seeds (eval.parquet).")
+def eval_cmd(
+    run_dir: str = typer.Argument(..., help="a run folder"),
+    prompts: str = typer.Option(None, "--prompts", help="prompt set, file or 'a|b' (default: the run's prompts)"),
+    split: str = typer.Option(None, "--split", help="name stored with the rows (default: the prompts' name)"),
+    samples: int = typer.Option(64, "--samples", help="samples per prompt", min=1),
+    scorers: str = typer.Option(None, "--scorers", help="comma-separated scorers (default: the run's reward)"),
+) -> None:
+    from bench.evaluate import run_evaluation
+
+    _quiet_libraries()
+    run_evaluation(Path(run_dir), prompts, split, samples, scorers, echo=typer.echo)
 
 
 @app.command("ls", help="List registered methods or scorers (built-ins, entry points, --plugin).")

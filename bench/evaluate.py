@@ -1,0 +1,167 @@
+"""Score a pipeline (pretrained, or with a run's LoRA) on prompts with fixed evaluation seeds.
+
+Evaluation seeds live in their own range, far from the training seeds, so "fresh seeds" are fresh, and every
+method is scored on the same seeds. Rows are one per image x scorer, the layout of ``eval.parquet``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.sampling import PromptCache, rollout
+
+EVAL_SEED_BASE = 1_000_000_007  # training seeds come from SeedSequence hashing; this range is kept for evaluation
+
+
+def eval_seeds(n: int) -> list[int]:
+    """The i-th evaluation sample of every prompt uses seed EVAL_SEED_BASE + i, whatever the method."""
+    return [EVAL_SEED_BASE + i for i in range(n)]
+
+
+def sample(pipe, prompts: list[str], n: int, sampling, batch_size: int = 64, progress=None):
+    """``n`` images per prompt; returns (images, prompt per image, seed per image)."""
+    all_prompts = [p for p in prompts for _ in range(n)]
+    all_seeds = [s for _ in prompts for s in eval_seeds(n)]
+    cache, images = PromptCache(pipe), []
+    for start in range(0, len(all_prompts), batch_size):
+        part = slice(start, start + batch_size)
+        out = rollout(pipe, all_prompts[part], all_seeds[part], sampling, cache, reference=False)
+        images.append(out.images.cpu())
+        if progress:
+            progress(min(start + batch_size, len(all_prompts)), len(all_prompts))
+    return torch.cat(images), all_prompts, all_seeds
+
+
+def score(images, prompts, seeds, scorers, batch_size: int = 256, **columns) -> pd.DataFrame:
+    """One row per image x scorer (value plus the scorer's name and version), with extra constant ``columns``."""
+    frames = []
+    for scorer in scorers:
+        values = torch.cat(
+            [
+                scorer(images[i : i + batch_size], prompts[i : i + batch_size]).cpu()
+                for i in range(0, len(images), batch_size)
+            ]
+        )
+        frames.append(
+            pd.DataFrame(
+                {"prompt": prompts, "seed": seeds, "scorer": scorer.name, "scorer_version": scorer.version,
+                 "value": values.double().numpy()}
+            )
+        )  # fmt: skip
+    df = pd.concat(frames, ignore_index=True)
+    for key, value in columns.items():
+        df[key] = value
+    return df
+
+
+def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and a percentile bootstrap interval over samples."""
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
+    alpha = (1 - level) / 2
+    return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def paired_difference_ci(after, before, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of after - before over matched (prompt, seed) pairs, with a bootstrap interval over the pairs."""
+    return bootstrap_ci(np.asarray(after, float) - np.asarray(before, float), n_boot=n_boot, seed=seed)
+
+
+def save_grid(images: torch.Tensor, path, columns: int = 8) -> None:
+    """Save up to ``columns`` x 2 images as one PNG grid."""
+    from PIL import Image
+
+    from bench.scoring import to_uint8
+
+    images = images[: columns * 2]
+    arrays = to_uint8(images).numpy()
+    rows = -(-len(arrays) // columns)
+    h, w = arrays.shape[1:3]
+    grid = np.zeros((rows * h, columns * w, 3), dtype=np.uint8)
+    for i, a in enumerate(arrays):
+        grid[(i // columns) * h : (i // columns + 1) * h, (i % columns) * w : (i % columns + 1) * w] = a
+    Image.fromarray(grid).resize((columns * w * 4, rows * h * 4), Image.NEAREST).save(path)
+
+
+def before_after_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per scorer: base and trained means with 95% intervals, and the paired difference (same prompt and seed)."""
+    rows = []
+    final = df.step.max()
+    for scorer, part in df.groupby("scorer", sort=False):
+        base = part[part.step == 0].set_index(["prompt", "seed"]).value
+        tuned = part[part.step == final].set_index(["prompt", "seed"]).value
+        joined = pd.concat([base.rename("base"), tuned.rename("tuned")], axis=1).dropna()
+        rows.append(
+            {"scorer": scorer, "base": bootstrap_ci(joined.base), "tuned": bootstrap_ci(joined.tuned),
+             "change": paired_difference_ci(joined.tuned, joined.base), "n": len(joined)}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def format_ci(ci) -> str:
+    mean, lo, hi = ci
+    return f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _load_run(run_dir: Path) -> dict:
+    import yaml
+
+    from bench.errors import BenchError
+
+    config = run_dir / "config.yaml"
+    if not config.is_file() or not (run_dir / "lora").is_dir():
+        raise BenchError(f"{run_dir} is not a finished run folder (expected config.yaml and lora/)")
+    return yaml.safe_load(config.read_text())
+
+
+def run_evaluation(run_dir: Path, prompts, split, samples: int, scorers, echo=print) -> pd.DataFrame:
+    """Sample the pretrained model (step 0) and the run's LoRA (its last update) on the same evaluation seeds,
+    score both, write ``eval.parquet`` and sample grids, and print the before/after table."""
+    import json
+
+    from bench.config import SamplingConfig, build
+    from bench.models import load_pipeline
+    from bench.prompts import load_prompts
+    from bench.registry import SCORERS
+    from bench.results import atomic_write
+
+    cfg = _load_run(run_dir)
+    spec = prompts or cfg["prompts"]
+    split = split or ("train" if prompts is None else spec)
+    prompt_list = load_prompts(spec)
+    scorer_objs = [SCORERS.get(name.strip())() for name in (scorers or cfg["reward"]).split(",")]
+    sampling = build(SamplingConfig, cfg["sampling"])
+    rows = (run_dir / "train.jsonl").read_text().splitlines()
+    final_step = json.loads(rows[-1])["update"] if rows else 0
+    frames = []
+    for step in (0, final_step):
+        pipe = load_pipeline(cfg["model_path"])
+        if step:
+            pipe.load_lora_weights(str(run_dir / "lora"))
+        images, ps, seeds = sample(pipe, prompt_list, samples, sampling)
+        frames.append(score(images, ps, seeds, scorer_objs, run=run_dir.name, step=step, split=split))
+        (run_dir / "samples" / f"step{step}").mkdir(parents=True, exist_ok=True)
+        for i, prompt in enumerate(prompt_list):
+            slug = "".join(c if c.isalnum() else "_" for c in prompt)[:60]
+            save_grid(
+                images[i * samples : (i + 1) * samples], run_dir / "samples" / f"step{step}" / f"{split}-{slug}.png"
+            )
+    new = pd.concat(frames, ignore_index=True)
+    path = run_dir / "eval.parquet"
+    if path.exists():  # keep other splits and scorers; replace what was just re-measured
+        old = pd.read_parquet(path)
+        keep = ~old.set_index(["step", "split", "scorer"]).index.isin(new.set_index(["step", "split", "scorer"]).index)
+        new = pd.concat([old[keep], new], ignore_index=True)
+    columns = ["run", "step", "split", "prompt", "seed", "scorer", "scorer_version", "value"]
+    atomic_write(path, lambda tmp: new[columns].to_parquet(tmp, index=False))
+    table = before_after_table(new[new.split == split])
+    echo(f"{split}: {len(prompt_list)} prompts x {samples} fresh seeds; mean [95% bootstrap interval]")
+    echo(f"{'scorer':16s} {'pretrained':>24s} {'fine-tuned':>24s} {'change (paired)':>24s}")
+    for row in table.itertuples():
+        echo(f"{row.scorer:16s} {format_ci(row.base):>24s} {format_ci(row.tuned):>24s} {format_ci(row.change):>24s}")
+    return table

@@ -1,0 +1,112 @@
+"""Measure the pretrained shapes model and write its model card (README.md beside the weights).
+
+Quality is the gold oracle's mean over 64 samples per prompt (fixed evaluation seeds), DDIM 20 steps, eta 1,
+guidance 5 (the shapes recipe's sampler): simple one-object prompts (the model's strengths), the demo prompt of
+each weakness family, each family's whole train split (16 samples per prompt), and the two biases.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from bench.config import SamplingConfig
+from bench.evaluate import bootstrap_ci, sample, score
+from bench.prompts import load_prompts
+
+SHAPES_SAMPLING = SamplingConfig(num_steps=20, guidance_scale=5.0, eta=1.0)
+FAMILIES = ("color", "composition", "count", "location")
+
+
+def _oracle_mean(pipe, oracle, prompts, n):
+    images, ps, seeds = sample(pipe, prompts, n, SHAPES_SAMPLING)
+    df = score(images, ps, seeds, [oracle])
+    return df, images
+
+
+def measure(folder: str | Path, n: int = 64) -> dict:
+    """Oracle means per prompt group and the two bias measurements."""
+    from bench.evaluations.shapes_oracle import ShapesOracle
+    from bench.models import load_pipeline
+
+    pipe, oracle = load_pipeline(str(folder)), ShapesOracle()
+    out: dict = {
+        "samples_per_prompt": n,
+        "sampling": vars(SHAPES_SAMPLING) if hasattr(SHAPES_SAMPLING, "__dict__") else {},
+    }
+    df, _ = _oracle_mean(pipe, oracle, load_prompts("shapes-simple"), n)
+    out["simple"] = {"mean_ci": bootstrap_ci(df.value), "per_prompt": df.groupby("prompt").value.mean().to_dict()}
+    df, _ = _oracle_mean(pipe, oracle, load_prompts("shapes-demo"), n)
+    out["demo"] = df.groupby("prompt").value.mean().to_dict()
+    out["families"] = {}
+    for family in FAMILIES:
+        prompts = [p for p in load_prompts(f"shapes-family-{family}") if p in set(load_prompts("shapes-train"))]
+        df, _ = _oracle_mean(pipe, oracle, prompts, 16)
+        out["families"][family] = {"prompts": len(prompts), "mean_ci": bootstrap_ci(df.value)}
+    images, _, _ = sample(pipe, ["a circle"], n, SHAPES_SAMPLING)
+    colours = Counter(o["colour"] for d in oracle.detect(images) for o in d["objects"] if o["shape"] == "circle")
+    out["bias_unspecified_colour"] = {"prompt": "a circle", "colours_of_detected_circles": dict(colours)}
+    images, _, _ = sample(pipe, ["a blue square on the moon"], n, SHAPES_SAMPLING)
+    stereotyped = [
+        any(o["shape"] == "circle" and o["colour"] == "yellow" for o in d["objects"]) for d in oracle.detect(images)
+    ]
+    out["bias_spurious_moon"] = {
+        "prompt": "a blue square on the moon",
+        "share_yellow_circle": float(np.mean(stereotyped)),
+    }
+    return out
+
+
+def _fmt(ci) -> str:
+    mean, lo, hi = ci
+    return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def write_model_card(folder: str | Path, stats: dict, quality: dict | None = None) -> Path:
+    """Measure (unless given) and write README.md and quality.json into the model folder."""
+    folder = Path(folder)
+    quality = quality or measure(folder)
+    (folder / "quality.json").write_text(json.dumps(quality, indent=2, default=str) + "\n")
+    size_mb = sum(p.stat().st_size for p in folder.rglob("*.safetensors")) / 2**20
+    cfg = stats["config"]
+    lines = [
+        "# Shapes world: tiny Stable Diffusion",
+        "",
+        "A StableDiffusionPipeline (AutoencoderKL + CLIPTextModel + UNet2DConditionModel + DDIM) pretrained from "
+        "scratch by the project on the shapes world's skewed pretraining distribution (bench/shapes/world.py). "
+        "Load it with `StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)`; weights are "
+        "stored in fp16 to stay small.",
+        "",
+        f"- Command: `{stats.get('command') or 'bench pretrain shapes'}` (seed {cfg['seed']}; reproducible from it).",
+        f"- Data: rendered on the fly; VAE on {cfg['vae_steps']} x {cfg['vae_batch']} scenes (half pretraining "
+        f"distribution, half the whole grammar), UNet + text encoder on {cfg['unet_steps']} x {cfg['unet_batch']} "
+        f"pretraining pairs with {cfg['caption_dropout']:.0%} caption dropout, EMA {cfg['ema_decay']}.",
+        f"- Wall time on 2 CPU cores: VAE {stats['vae_minutes']:.1f} min, UNet {stats['unet_minutes']:.1f} min, "
+        f"total {stats.get('total_minutes', 0):.1f} min.",
+        f"- Parameters: {stats['parameters']}; safetensors on disk {size_mb:.1f} MB.",
+        f"- VAE reconstruction L1 (images in [-1, 1]): {stats['vae_recon_l1']:.4f}; latent scaling factor "
+        f"{stats['scaling_factor']:.4f}; final diffusion loss {stats['unet_loss']:.4f}.",
+        "",
+        f"## Measured quality (gold oracle, DDIM {SHAPES_SAMPLING.num_steps} steps, eta {SHAPES_SAMPLING.eta}, "
+        f"guidance {SHAPES_SAMPLING.guidance_scale}; mean [95% bootstrap interval])",
+        "",
+        f"- Simple one-object prompts ({quality['samples_per_prompt']} samples each): "
+        + _fmt(quality["simple"]["mean_ci"]),
+    ]
+    for family, row in quality["families"].items():
+        lines.append(f"- Family {family} ({row['prompts']} train prompts x 16 samples): {_fmt(row['mean_ci'])}")
+    lines.append(
+        f"- Demo prompts ({quality['samples_per_prompt']} samples each): "
+        + "; ".join(f"{p!r} {v:.3f}" for p, v in quality["demo"].items())
+    )
+    colours = quality["bias_unspecified_colour"]["colours_of_detected_circles"]
+    lines.append(f"- Bias, unspecified colour: 'a circle' -> detected circle colours {colours}")
+    share = quality["bias_spurious_moon"]["share_yellow_circle"]
+    lines.append(
+        f"- Bias, spurious association: 'a blue square on the moon' has a yellow circle in {share:.0%} of samples"
+    )
+    (folder / "README.md").write_text("\n".join(lines) + "\n")
+    return folder / "README.md"
