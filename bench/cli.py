@@ -94,11 +94,13 @@ def run(
         "results_dir": results_dir,
         "allow_download": allow_download,
     }
-    cfg, method_cls = resolve_run_config(config, common, set_, list(ctx.args))
+    cfg, method_cls, recipe = resolve_run_config(config, common, set_, list(ctx.args))
     # Everything that can be checked is checked before the run folder exists: nothing is written on bad input.
     scorer_cls = SCORERS.get(cfg.reward)
     prompt_list = load_prompts(cfg.prompts)
     model_path = resolve_model(cfg.model, cfg.allow_download)
+    if recipe:
+        typer.echo(f"recipe: {recipe} (under --config, --set and method options)", err=True)
     _quiet_libraries()
     _train(cfg, method_cls, model_path, prompt_list, scorer_cls)
 
@@ -140,6 +142,7 @@ def pretrain_cmd(
     tiny: bool = typer.Option(False, "--tiny", help="a few steps of a tiny config (for tests)"),
     card_only: bool = typer.Option(False, "--card-only", help="only re-measure and rewrite the model card"),
     model: str = typer.Option("shapes", "--model", help="shapes-reward: the pipeline whose samples it learns from"),
+    card: bool = typer.Option(True, "--card/--no-card", help="measure the model and write its model card"),
 ) -> None:
     from bench.config import build, parse_set, to_dict
     from bench.models import SHAPES_MODEL
@@ -154,7 +157,7 @@ def pretrain_cmd(
     base = to_dict(TINY if tiny else ShapesModelConfig())
     cfg = build(ShapesModelConfig, base | dict(parse_set(set_)))
     _quiet_libraries()
-    _pretrain(Path(out) if out else SHAPES_MODEL, cfg, card_only)
+    _pretrain(Path(out) if out else SHAPES_MODEL, cfg, card_only, card)
 
 
 def _pretrain_reward(out: Path | None, sets: list[str], tiny: bool, model: str) -> None:
@@ -172,7 +175,7 @@ def _pretrain_reward(out: Path | None, sets: list[str], tiny: bool, model: str) 
     typer.echo(f"shapes reward: {out or DEFAULT_DIR} (held-out pairwise agreement with the oracle {agreement:.3f})")
 
 
-def _pretrain(out: Path, cfg, card_only: bool) -> None:
+def _pretrain(out: Path, cfg, card_only: bool, card: bool = True) -> None:
     import json
     import time
 
@@ -205,9 +208,10 @@ def _pretrain(out: Path, cfg, card_only: bool) -> None:
         write_json(stats_path, stats)
     if not stats_path.is_file():
         raise BenchError(f"{stats_path} is missing: run `bench pretrain shapes` without --card-only first")
-    from bench.shapes.card import write_model_card
+    if card or card_only:
+        from bench.shapes.card import write_model_card
 
-    write_model_card(out, json.loads(stats_path.read_text()))
+        write_model_card(out, json.loads(stats_path.read_text()))
     typer.echo(f"shapes model: {out}")
 
 
@@ -217,7 +221,9 @@ def eval_cmd(
     prompts: str = typer.Option(None, "--prompts", help="prompt set, file or 'a|b' (default: the run's prompts)"),
     split: str = typer.Option(None, "--split", help="name stored with the rows (default: the prompts' name)"),
     samples: int = typer.Option(64, "--samples", help="samples per prompt", min=1),
-    scorers: str = typer.Option(None, "--scorers", help="comma-separated scorers (default: the run's reward)"),
+    scorers: str = typer.Option(
+        None, "--scorers", help="comma-separated scorers (default: the run's reward and eval_scorers)"
+    ),
 ) -> None:
     from bench.evaluate import run_evaluation
 

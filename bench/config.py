@@ -56,6 +56,7 @@ class RunConfig:
     model: str = param("shapes", "pipeline folder, hub id, or 'shapes' for the shipped tiny Stable Diffusion")
     prompts: str = param("dpok-single", "prompt set name, a .txt/.jsonl file, or prompts separated by '|'")
     reward: str = param("compressibility", "reward scorer name, see `bench ls scorers`")
+    eval_scorers: tuple[str, ...] = param((), "scorers `bench eval` uses besides the reward (comma-separated)")
     steps: int = param(10, "training rounds (one round = collect, then the method's updates)", ge=1)
     seed: int = param(0, "seed for sampling, data order and initialisation", ge=0)
     results_dir: str = param("results/runs", "where run folders go, relative to the current directory")

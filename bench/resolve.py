@@ -35,10 +35,43 @@ def parse_method_options(args: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+RECIPE_FILE = "bench_recipe.yaml"
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def model_recipe(model: str, allow_download: bool = False) -> tuple[dict, str | None]:
+    """Settings a model folder recommends for itself (``bench_recipe.yaml``), e.g. the shapes world's sampler,
+    reward, prompts and per-method hyperparameters; ``({}, None)`` when there is none or the model is unresolved."""
+    from pathlib import Path
+
+    from bench.models import resolve_model
+
+    try:
+        path = Path(resolve_model(model, allow_download)) / RECIPE_FILE
+    except BenchError:  # reported by the caller, who resolves the model again
+        return {}, None
+    return (read_yaml(path), str(path)) if path.is_file() else ({}, None)
+
+
+def _recipe_hparams(recipe: dict, method_cls: type) -> dict:
+    by_method = recipe.get("hparams") or {}
+    for cls in method_cls.__mro__:  # a preset (reward-only) falls back to its parent's entry (dpok)
+        name = getattr(cls, "name", None)
+        if name in by_method:
+            return {k: v for k, v in by_method[name].items() if k not in method_cls.fixed}
+    return {}
+
+
 def resolve_run_config(
     config_file: str | None, common: dict, sets: list[str], method_args: list[str]
 ) -> tuple[RunConfig, type]:
-    """Build the run's config and return it with the method class (imported on demand)."""
+    """Build the run's config and return it with the method class (imported on demand) and the recipe applied."""
     tree = read_yaml(config_file) if config_file else {}
     for key, value in common.items():
         if value is not None:
@@ -50,6 +83,9 @@ def resolve_run_config(
         raise BenchError("hparams: expected a mapping of the method's settings")
     method_name = str(tree.get("method", RunConfig.method))
     method_cls = METHODS.get(method_name)
+    recipe, recipe_path = model_recipe(str(tree.get("model", RunConfig.model)), bool(tree.get("allow_download")))
+    tree = _merge({k: v for k, v in recipe.items() if k != "hparams"}, tree)
+    hp_values = _merge(_recipe_hparams(recipe, method_cls), hp_values)
     known = [f.name for f in dataclasses.fields(method_cls.Config)]
     for key, value in parse_method_options(method_args):
         if key not in known:
@@ -68,4 +104,4 @@ def resolve_run_config(
             f"sampling.eta must be > 0 for {method_name}: with eta = 0 DDIM steps are deterministic and have no "
             f"log-probability (got {config.sampling.eta})"
         )
-    return config, method_cls
+    return config, method_cls, recipe_path

@@ -75,8 +75,8 @@ def load_reward_model(folder: str | Path):
     from transformers import CLIPTokenizer
 
     folder = Path(folder)
-    for needed in ("config.json", WEIGHTS, "tokenizer/vocab.json"):
-        if not (folder / needed).is_file():
+    for needed in ("config.json", WEIGHTS, "tokenizer"):
+        if not (folder / needed).exists():
             raise BenchError(
                 f"shapes-reward weights missing: {folder} has no {needed} (run `bench pretrain shapes-reward`)"
             )

@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import json
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +135,7 @@ def train_shapes_reward(model_dir, out, cfg: RewardTrainConfig, progress=None, l
     out.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), out / WEIGHTS)
     (out / "config.json").write_text(json.dumps(model.config) + "\n")
-    pipe.tokenizer.save_pretrained(out / "tokenizer")
+    shutil.copytree(Path(model_dir) / "tokenizer", out / "tokenizer", dirs_exist_ok=True)
     stats = {
         "config": dataclasses.asdict(cfg),
         "images": len(images),

@@ -16,7 +16,7 @@ PROMPTS = ["a red circle", "a blue square"]
 def _train(tiny_sd, tmp_path, method, batch, accum, extra):
     common = {"method": method, "model": str(tiny_sd), "steps": 1, "seed": 5}
     args = ["--batch-size", str(batch), "--grad-accum", str(accum), "--updates-per-round", "2", "--lr", "1e-3"]
-    cfg, cls = resolve_run_config(None, common, ["sampling.num_steps=3"], args + extra)
+    cfg, cls, _ = resolve_run_config(None, common, ["sampling.num_steps=3"], args + extra)
     run_dir = create_run_dir(tmp_path, method)
     trainer = Trainer(cfg, cls, str(tiny_sd), PROMPTS, Compressibility, run_dir).setup()
     # float64: Adam divides by |g|, so float32 rounding in near-zero gradient entries would be amplified to the

@@ -10,11 +10,12 @@ from bench.resolve import parse_method_options, resolve_run_config
 
 
 def resolve(*method_args, sets=(), **common):
+    common.setdefault("model", "offline/unresolvable")  # no model folder, so no recipe: plain defaults
     return resolve_run_config(None, common, list(sets), list(method_args))
 
 
 def test_defaults_and_cli_overrides():
-    cfg, method_cls = resolve("--beta", "0.05", "--lr=3e-5", sets=["sampling.num_steps=20"], method="dpok", steps=4)
+    cfg, method_cls, _ = resolve("--beta", "0.05", "--lr=3e-5", sets=["sampling.num_steps=20"], method="dpok", steps=4)
     assert method_cls.name == "dpok"
     assert cfg.hparams.beta == 0.05 and cfg.hparams.lr == 3e-5 and cfg.hparams.alpha == 10.0
     assert cfg.sampling.num_steps == 20 and cfg.steps == 4
@@ -25,7 +26,7 @@ def test_defaults_and_cli_overrides():
 def test_yaml_then_cli_precedence(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("method: dpok\nsteps: 7\nsampling: {num_steps: 9}\nhparams: {beta: 0.2, alpha: 3}\n")
-    cfg, _ = resolve_run_config(str(path), {"steps": 2}, ["hparams.alpha=4"], ["--beta", "0.3"])
+    cfg, _, _ = resolve_run_config(str(path), {"steps": 2, "model": "x/y"}, ["hparams.alpha=4"], ["--beta", "0.3"])
     assert (cfg.steps, cfg.sampling.num_steps, cfg.hparams.alpha, cfg.hparams.beta) == (2, 9, 4.0, 0.3)
 
 
@@ -51,7 +52,7 @@ def test_bad_values_name_the_field(args, common, message):
 def test_eta_zero_is_refused_for_log_prob_methods_only():
     with pytest.raises(BenchError, match=r"sampling.eta must be > 0 for dpok.*got 0.0"):
         resolve(sets=["sampling.eta=0"])
-    cfg, _ = resolve(sets=["sampling.eta=0"], method="sft")
+    cfg, _, _ = resolve(sets=["sampling.eta=0"], method="sft")
     assert cfg.sampling.eta == 0.0
 
 
@@ -68,9 +69,9 @@ def test_unknown_set_key_and_section():
 
 
 def test_presets_pin_their_fields():
-    cfg, cls = resolve(method="reward-only")
+    cfg, cls, _ = resolve(method="reward-only")
     assert cfg.hparams.beta == 0.0 and cfg.hparams.alpha == 10.0
-    cfg, cls = resolve(method="kl-only")
+    cfg, cls, _ = resolve(method="kl-only")
     assert cfg.hparams.alpha == 0.0 and cfg.hparams.beta == 0.01
     with pytest.raises(BenchError, match="beta is fixed at 0.0 by the reward-only preset"):
         resolve("--beta", "0.01", method="reward-only")
@@ -89,3 +90,21 @@ def test_build_coerces_types():
     assert cfg.steps == 3 and cfg.allow_download is True and cfg.lora.targets == ("to_q", "to_v")
     with pytest.raises(BenchError, match="steps: expected an integer, got 2.5"):
         build(RunConfig, {"steps": 2.5})
+
+
+def test_model_recipe_sits_under_yaml_and_cli(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model_index.json").write_text("{}")
+    (model / "bench_recipe.yaml").write_text(
+        "reward: shapes-reward\nsampling: {num_steps: 20, guidance_scale: 5.0}\n"
+        "hparams: {dpok: {lr: 0.0003, beta: 0.02}, sft: {lr: 0.0001}}\n"
+    )
+    cfg, _, recipe = resolve("--beta", "0.05", sets=["sampling.num_steps=8"], model=str(model))
+    assert recipe == str(model / "bench_recipe.yaml")
+    assert (cfg.reward, cfg.sampling.num_steps, cfg.sampling.guidance_scale) == ("shapes-reward", 8, 5.0)
+    assert (cfg.hparams.lr, cfg.hparams.beta) == (0.0003, 0.05)
+    cfg, _, _ = resolve(method="reward-only", model=str(model))  # the preset inherits dpok's recipe, not its beta
+    assert (cfg.hparams.lr, cfg.hparams.beta) == (0.0003, 0.0)
+    cfg, _, _ = resolve(method="sft", model=str(model))
+    assert cfg.hparams.lr == 0.0001

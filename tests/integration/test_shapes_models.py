@@ -1,0 +1,88 @@
+"""The shapes world's trainable parts on tiny configs: pretraining command, proxy reward, model card."""
+
+import json
+
+import pytest
+import torch
+from cli_helpers import run_cli
+from diffusers import StableDiffusionPipeline
+
+from bench.errors import BenchError
+from bench.evaluations.shapes_reward import ShapesReward, ShapesRewardModel, load_reward_model
+from bench.shapes.card import write_model_card
+from bench.shapes.reward_train import pairwise_agreement
+
+
+@pytest.fixture(scope="module")
+def tiny_shapes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes") / "model"
+    from bench.cli import main
+
+    main(["pretrain", "shapes", "--tiny", "--no-card", "--out", str(out)])
+    return out
+
+
+def test_pretrain_writes_a_loadable_pipeline(tiny_shapes):
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_shapes), torch_dtype=torch.float32)
+    assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size
+    assert pipe.vae_scale_factor == 2  # 32 px images, 16 x 16 latents
+    assert pipe.tokenizer("a green circle").input_ids[1:-1] == [
+        pipe.tokenizer.convert_tokens_to_ids(w + "</w>") for w in ("a", "green", "circle")
+    ]
+    stats = json.loads((tiny_shapes / "pretrain_stats.json").read_text())
+    assert stats["config"]["unet_steps"] == 2 and stats["scaling_factor"] > 0
+
+
+def test_model_card_reports_the_measurements(tiny_shapes):
+    quality = {
+        "samples_per_prompt": 64,
+        "simple": {"mean_ci": [0.9, 0.88, 0.92]},
+        "demo": {"a green circle": 0.4},
+        "families": {"count": {"prompts": 14, "mean_ci": [0.5, 0.45, 0.55]}},
+        "bias_unspecified_colour": {"colours_of_detected_circles": {"red": 60, "blue": 4}},
+        "bias_spurious_moon": {"share_yellow_circle": 0.7},
+    }
+    stats = json.loads((tiny_shapes / "pretrain_stats.json").read_text())
+    text = write_model_card(tiny_shapes, stats, quality).read_text()
+    assert "Simple one-object prompts (64 samples each): 0.900 [0.880, 0.920]" in text
+    assert "Family count (14 train prompts x 16 samples): 0.500 [0.450, 0.550]" in text
+    assert "yellow circle in 70% of samples" in text and "{'red': 60, 'blue': 4}" in text
+
+
+def test_reward_training_and_scorer(capsys, tiny_shapes, tmp_path):
+    out = tmp_path / "reward"
+    code, stdout, err = run_cli(
+        capsys, ["pretrain", "shapes-reward", "--tiny", "--model", str(tiny_shapes), "--out", str(out)]
+    )
+    assert code == 0, err
+    stats = json.loads((out / "train_stats.json").read_text())
+    assert stats["images"] == 87 + 9 + 8  # one sample per train and simple prompt, plus 8 pretraining captions
+    scorer = ShapesReward(weights=str(out))
+    images = torch.rand(3, 3, 32, 32, requires_grad=True)
+    values = scorer(images, ["a green circle", "four green squares", "a red circle and a blue square"])
+    values.sum().backward()
+    assert values.shape == (3,) and images.grad.abs().sum() > 0  # differentiable, as ImageReward's path is
+
+
+def test_reward_depends_on_the_prompt(tmp_path):
+    model = ShapesRewardModel(vocab_size=600)
+    torch.nn.init.normal_(model.head[-1].weight, std=1.0)
+    ids = torch.randint(0, 600, (2, 16))
+    mask = torch.ones(2, 16, dtype=torch.long)
+    image = torch.rand(1, 3, 32, 32).expand(2, -1, -1, -1)
+    scores = model(image, ids, mask)
+    assert (scores[0] - scores[1]).abs() > 1e-4
+
+
+def test_missing_reward_weights_name_the_folder(tmp_path):
+    with pytest.raises(BenchError, match=f"shapes-reward weights missing: {tmp_path} has no config.json"):
+        load_reward_model(tmp_path)
+
+
+def test_pairwise_agreement_counts_only_informative_pairs():
+    gold = [1.0, 0.5, 0.5, 0.0]
+    pred = [0.9, 0.2, 0.8, 0.1]
+    prompts = ["a", "a", "a", "b"]
+    # pairs of prompt a with different gold: (0,1) agree, (0,2) agree; (1,2) tie in gold is skipped
+    assert pairwise_agreement(pred, gold, prompts) == (1.0, 2)
+    assert pairwise_agreement([0.1, 0.9, 0.95, 0.0], gold, prompts) == (0.0, 2)
