@@ -25,6 +25,7 @@ lint: setup
 	$(BIN)/ruff format --check bench methods evaluations tests
 
 test: setup lint
+	@sh .ci/install-chromium.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 # DPOK on the shapes world's four weakness prompts, then a before/after table on fresh seeds.

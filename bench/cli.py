@@ -77,6 +77,7 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="override a setting: section.key=value (repeatable)"),
     plugin: list[str] = typer.Option([], "--plugin", help="load a method or scorer from module:attr"),
     allow_download: bool = typer.Option(None, "--allow-download", help="allow hub downloads of --model"),
+    resume: str = typer.Option(None, "--resume", help="continue a run (its folder or id) with its own config"),
 ) -> None:
     from bench.models import resolve_model
     from bench.prompts import load_prompts
@@ -84,6 +85,11 @@ def run(
     from bench.resolve import resolve_run_config
 
     _register_plugins(plugin)
+    if resume:
+        _resume(
+            resume, results_dir, [method, model, prompts, reward, steps, seed, config, allow_download], set_, ctx.args
+        )
+        return
     common = {
         "method": method,
         "model": model,
@@ -96,16 +102,38 @@ def run(
     }
     cfg, method_cls, recipe = resolve_run_config(config, common, set_, list(ctx.args))
     # Everything that can be checked is checked before the run folder exists: nothing is written on bad input.
-    scorer_cls = SCORERS.get(cfg.reward)
     prompt_list = load_prompts(cfg.prompts)
     model_path = resolve_model(cfg.model, cfg.allow_download)
+    scorer = _build_scorer(SCORERS.get(cfg.reward))
     if recipe:
         typer.echo(f"recipe: {recipe} (under --config, --set and method options)", err=True)
     _quiet_libraries()
-    _train(cfg, method_cls, model_path, prompt_list, scorer_cls)
+    _train(cfg, method_cls, model_path, prompt_list, scorer)
 
 
-def _train(cfg, method_cls, model_path, prompt_list, scorer_cls) -> None:
+def _build_scorer(scorer_cls):
+    """Construct the reward on this process's device now, so missing weights fail before anything is written."""
+    from accelerate import PartialState
+
+    return scorer_cls(device=PartialState().device)
+
+
+def _resume(resume, results_dir, others, sets, extra) -> None:
+    from bench.prompts import load_prompts
+    from bench.registry import SCORERS
+    from bench.resolve import config_from_run, find_run
+
+    if any(v is not None for v in others) or sets or extra:
+        raise BenchError("--resume continues a run with its own config; pass no other run options with it")
+    run_dir = find_run(resume, results_dir)
+    cfg, method_cls, model_path = config_from_run(run_dir)
+    scorer = _build_scorer(SCORERS.get(cfg.reward))
+    prompt_list = load_prompts(cfg.prompts)
+    _quiet_libraries()
+    _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=run_dir)
+
+
+def _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=None) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -113,7 +141,8 @@ def _train(cfg, method_cls, model_path, prompt_list, scorer_cls) -> None:
     from bench.trainer import Trainer
 
     console = Console(stderr=True)
-    run_dir = create_run_dir(cfg.results_dir, cfg.method)
+    resuming = run_dir is not None
+    run_dir = run_dir or create_run_dir(cfg.results_dir, cfg.method)
     columns = [
         TextColumn(f"[bold]{cfg.method}[/]"),
         BarColumn(),
@@ -127,8 +156,11 @@ def _train(cfg, method_cls, model_path, prompt_list, scorer_cls) -> None:
             stats = " ".join(f"{k} {metrics[k]:.4g}" for k in ("reward", "data_reward", "kl", "loss") if k in metrics)
             progress.update(task, completed=done, stats=stats)
 
-        trainer = Trainer(cfg, method_cls, model_path, prompt_list, scorer_cls, run_dir, progress=report)
+        trainer = Trainer(cfg, method_cls, model_path, prompt_list, scorer, run_dir, progress=report)
         trainer.setup()
+        if resuming:
+            trainer.restore()
+            progress.update(task, completed=trainer.start_round)
         progress.update(task, stats="collecting")
         trainer.run()
     typer.echo(f"run folder: {run_dir}")
@@ -208,6 +240,9 @@ def _pretrain(out: Path, cfg, card_only: bool, card: bool = True) -> None:
         write_json(stats_path, stats)
     if not stats_path.is_file():
         raise BenchError(f"{stats_path} is missing: run `bench pretrain shapes` without --card-only first")
+    from bench.shapes.recipe import write_recipe
+
+    write_recipe(out)
     if card or card_only:
         from bench.shapes.card import write_model_card
 
@@ -229,6 +264,58 @@ def eval_cmd(
 
     _quiet_libraries()
     run_evaluation(Path(run_dir), prompts, split, samples, scorers, echo=typer.echo)
+
+
+def _runs(runs: list[str]) -> list[Path]:
+    paths = [Path(r) for r in runs]
+    for path in paths:
+        if not (path / "config.yaml").is_file():
+            raise BenchError(f"{path} is not a run folder (no config.yaml)")
+    return paths
+
+
+@app.command("table", help="Paper-style table (mean and 95% bootstrap interval) rebuilt from run folders.")
+def table_cmd(
+    runs: list[str] = typer.Argument(..., help="run folders (after `bench eval`)"),
+    fmt: str = typer.Option("md", "--format", help="md, latex, csv or html"),
+    split: str = typer.Option(None, "--split", help="comma-separated splits (default: all)"),
+    scorers: str = typer.Option(None, "--scorers", help="comma-separated scorers (default: all)"),
+    out: str = typer.Option(None, "--out", help="write to this file instead of printing"),
+) -> None:
+    from bench.evaluations.tables import build_table, render
+    from bench.results import write_text
+
+    if fmt not in ("md", "latex", "csv", "html"):
+        raise BenchError(f"--format must be one of md, latex, csv, html (got {fmt!r})")
+    splits = split.split(",") if split else None
+    table = build_table(_runs(runs), splits, scorers.split(",") if scorers else None)
+    text = render(table, fmt)
+    if out:
+        write_text(out, text)
+        typer.echo(f"table: {out}")
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command("plot", help="Seaborn figures (training curves, proxy vs gold, distributions) from run folders.")
+def plot_cmd(
+    runs: list[str] = typer.Argument(..., help="run folders"),
+    out: str = typer.Option("results/plots", "--out", help="output folder for the PNG files"),
+) -> None:
+    from bench.evaluations.plots import make_plots
+
+    for path in make_plots(_runs(runs), out):
+        typer.echo(str(path))
+
+
+@app.command("report", help="One static HTML page with the tables, plots and sample grids of run folders.")
+def report_cmd(
+    runs: list[str] = typer.Argument(..., help="run folders (after `bench eval`)"),
+    out: str = typer.Option("results/report.html", "--out", help="output HTML file"),
+) -> None:
+    from bench.evaluations.report import write_report
+
+    typer.echo(f"report: {write_report(_runs(runs), out)}")
 
 
 @app.command("ls", help="List registered methods or scorers (built-ins, entry points, --plugin).")

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from bench.sampling import PromptCache, rollout
+from bench.stats import bootstrap_ci, paired_difference_ci
 
 EVAL_SEED_BASE = 1_000_000_007  # training seeds come from SeedSequence hashing; this range is kept for evaluation
 
@@ -56,20 +57,6 @@ def score(images, prompts, seeds, scorers, batch_size: int = 256, **columns) -> 
     for key, value in columns.items():
         df[key] = value
     return df
-
-
-def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and a percentile bootstrap interval over samples."""
-    values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
-    alpha = (1 - level) / 2
-    return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
-
-
-def paired_difference_ci(after, before, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of after - before over matched (prompt, seed) pairs, with a bootstrap interval over the pairs."""
-    return bootstrap_ci(np.asarray(after, float) - np.asarray(before, float), n_boot=n_boot, seed=seed)
 
 
 def save_grid(images: torch.Tensor, path, columns: int = 8) -> None:

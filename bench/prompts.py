@@ -22,18 +22,25 @@ def _prompt_dir() -> Path:
 def known_sets() -> list[str]:
     """Names of the shipped prompt sets (file stems without the version suffix)."""
     names = set()
-    for path in _prompt_dir().glob("*.txt"):
+    for path in [*_prompt_dir().glob("*.txt"), *_prompt_dir().glob("*.jsonl")]:
         stem = path.stem
         names.add(stem.rsplit("-v", 1)[0] if stem.rsplit("-v", 1)[-1].isdigit() else stem)
     return sorted(names)
 
 
 def _named_set(name: str) -> Path | None:
+    if "/" in name or "\\" in name or not name.strip():
+        return None
     folder = _prompt_dir()
-    exact = folder / f"{name}.txt"
-    if exact.is_file():
-        return exact
-    versions = [p for p in folder.glob(f"{name}-v*.txt") if p.stem.rsplit("-v", 1)[-1].isdigit()]
+    for suffix in (".txt", ".jsonl"):
+        if (folder / f"{name}{suffix}").is_file():
+            return folder / f"{name}{suffix}"
+    versions = [
+        p
+        for suffix in (".txt", ".jsonl")
+        for p in folder.glob(f"{name}-v*{suffix}")
+        if p.stem.rsplit("-v", 1)[-1].isdigit()
+    ]
     return max(versions, key=lambda p: int(p.stem.rsplit("-v", 1)[-1])) if versions else None
 
 

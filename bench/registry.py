@@ -30,6 +30,12 @@ BUILTIN_SCORERS = {
     "oversaturation": "bench.evaluations.oversaturation:Oversaturation",
     "saturated-share": "bench.evaluations.oversaturation:SaturatedShare",
     "clipped-share": "bench.evaluations.oversaturation:ClippedShare",
+    "shapes-reward": "bench.evaluations.shapes_reward:ShapesReward",
+    "shapes-stereotype": "bench.evaluations.bias:StereotypeScorer",
+    "shapes-colour": "bench.evaluations.bias:ShapesColourLabel",
+    "shapes-background": "bench.evaluations.bias:ShapesBackgroundLabel",
+    "clip-stereotype": "bench.evaluations.bias:ClipStereotypeScorer",
+    "clip-attribute": "bench.evaluations.bias:ClipAttributeScorer",
 }
 
 

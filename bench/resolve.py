@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from pathlib import Path
 
 from bench.config import RunConfig, build, parse_set, read_yaml, set_dotted
 from bench.errors import BenchError
@@ -48,7 +49,6 @@ def _merge(base: dict, over: dict) -> dict:
 def model_recipe(model: str, allow_download: bool = False) -> tuple[dict, str | None]:
     """Settings a model folder recommends for itself (``bench_recipe.yaml``), e.g. the shapes world's sampler,
     reward, prompts and per-method hyperparameters; ``({}, None)`` when there is none or the model is unresolved."""
-    from pathlib import Path
 
     from bench.models import resolve_model
 
@@ -105,3 +105,30 @@ def resolve_run_config(
             f"log-probability (got {config.sampling.eta})"
         )
     return config, method_cls, recipe_path
+
+
+def find_run(resume: str, results_dir: str | None) -> Path:
+    """--resume takes a run folder or a run id under the results folder."""
+
+    candidates = [Path(resume), Path(results_dir or RunConfig.results_dir) / resume]
+    for path in candidates:
+        if (path / "config.yaml").is_file():
+            return path
+    raise BenchError(f"--resume {resume}: no run folder with a config.yaml at {' or '.join(map(str, candidates))}")
+
+
+def config_from_run(run_dir) -> tuple[RunConfig, type, str]:
+    """The run's own config (config.yaml, as resolved when it started), its method class and model path."""
+    from bench.checkpoint import read_meta
+
+    tree = read_yaml(run_dir / "config.yaml")
+    model_path = tree.pop("model_path", None)
+    hp_values = tree.pop("hparams", None) or {}
+    if not model_path or not isinstance(hp_values, dict):
+        raise BenchError(f"{run_dir / 'config.yaml'} is not a run config written by bench run")
+    method_cls = METHODS.get(str(tree.get("method")))
+    config = dataclasses.replace(build(RunConfig, tree), hparams=build(method_cls.Config, hp_values))
+    meta = read_meta(run_dir / "checkpoint")
+    if meta["round"] >= config.steps:
+        raise BenchError(f"run {run_dir} already finished all {config.steps} rounds; nothing to resume")
+    return config, method_cls, model_path

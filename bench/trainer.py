@@ -9,17 +9,21 @@ LoRA weights. One row per optimiser step goes to ``train.jsonl``. Devices and mi
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.config import RunConfig, to_dict
 from bench.errors import BenchError
 from bench.models import add_lora, load_pipeline, reference_policy, save_lora
-from bench.results import append_jsonl, env_info, replace_dir, write_json, write_yaml
+from bench.results import append_jsonl, env_info, replace_dir, write_json, write_text, write_yaml
 from bench.sampling import PromptCache, ddim_mean_std, gaussian_log_prob, guided_eps, kl_estimate, rollout
 
 
@@ -142,7 +146,7 @@ class Trainer:
     method_cls: type
     model_path: str
     prompts: list[str]
-    scorer_cls: type
+    scorer_cls: object  # a Scorer class, or an instance
     run_dir: Path
     progress: object = None  # a callable(round, total, metrics) for the CLI's progress bar
 
@@ -157,12 +161,15 @@ class Trainer:
         self.params = add_lora(pipe.unet, lora.rank, lora.alpha, lora.targets)
         hp = self.config.hparams
         self.optimizer = torch.optim.AdamW(self.params, lr=hp.lr, weight_decay=hp.weight_decay)
-        scorer = self.scorer_cls(device=self.accelerator.device)
+        scorer = self.scorer_cls
+        if isinstance(scorer, type):  # a class: build it here (the CLI passes an instance it already checked)
+            scorer = scorer(device=self.accelerator.device)
         self.ctx = TrainContext(self.config, self.accelerator, pipe, scorer, self.prompts)
         self.method = self.method_cls(hp)
         self.method.setup(self.ctx)
         self.update = 0
-        if self.accelerator.is_main_process:
+        self.start_round = 0
+        if self.accelerator.is_main_process and not (self.run_dir / "config.yaml").exists():
             write_yaml(self.run_dir / "config.yaml", to_dict(self.config) | {"model_path": self.model_path})
             write_json(
                 self.run_dir / "env.json",
@@ -189,32 +196,45 @@ class Trainer:
         self.optimizer.step()
         return {**sums, "grad_norm": grad_norm.item()}
 
+    def _fail(self, exc: Exception, round_: int) -> BenchError:
+        done = self.start_round
+        where = f"last good checkpoint: {self.run_dir / 'checkpoint'} (round {done})" if done else "no checkpoint yet"
+        return BenchError(f"{exc} at update {self.update + 1} (round {round_ + 1}); stopped, {where}")
+
     def run(self) -> Path:
+        """Rounds ``start_round + 1 .. steps``; checkpoints every ``checkpoint_every`` rounds, at the end, and when
+        SIGTERM or Ctrl-C arrives (after finishing the current round, so the checkpoint is exact)."""
         start = time.time()
-        for round_ in range(self.config.steps):
-            self.ctx.round = round_
-            collected = self.method.collect(self.ctx)
-            rows = []
-            for micro_batches in self.method.updates(self.ctx):
+        with _StopSignals() as stop:
+            for round_ in range(self.start_round, self.config.steps):
+                self.ctx.round = round_
                 try:
-                    metrics = self.step(micro_batches)
+                    collected = self.method.collect(self.ctx)
+                    rows = []
+                    for micro_batches in self.method.updates(self.ctx):
+                        metrics = self.step(micro_batches)
+                        self.update += 1
+                        rows.append({"round": round_ + 1, "update": self.update, **collected, **metrics,
+                                     "lr": self.optimizer.param_groups[0]["lr"]})  # fmt: skip
                 except NonFinite as exc:
-                    raise BenchError(f"{exc} at update {self.update + 1} (round {round_ + 1}); stopping") from None
-                self.update += 1
-                row = {"round": round_ + 1, "update": self.update, **collected, **metrics}
-                rows.append(row | {"lr": self.optimizer.param_groups[0]["lr"], "time_s": time.time() - start})
-            if self.accelerator.is_main_process:
-                append_jsonl(self.run_dir / "train.jsonl", rows)
-            if self.progress:
-                self.progress(round_ + 1, self.config.steps, rows[-1] if rows else collected)
-            every = self.config.checkpoint_every
-            if every and (round_ + 1) % every == 0 and round_ + 1 < self.config.steps:
-                self.save()
-        self.save()
+                    raise self._fail(exc, round_) from None
+                if self.accelerator.is_main_process:
+                    append_jsonl(self.run_dir / "train.jsonl", rows)
+                    append_jsonl(self.run_dir / "timing.jsonl", [{"round": round_ + 1, "time_s": time.time() - start}])
+                if self.progress:
+                    self.progress(round_ + 1, self.config.steps, rows[-1] if rows else collected)
+                every = self.config.checkpoint_every
+                if (every and (round_ + 1) % every == 0) or stop.requested or round_ + 1 == self.config.steps:
+                    self.save()
+                    self.start_round = round_ + 1
+                if stop.requested:
+                    raise BenchError(
+                        f"stopped by a signal after round {round_ + 1}; resume with --resume {self.run_dir}"
+                    )
         return self.run_dir
 
     def save(self) -> None:
-        """Write lora/ and checkpoint/ (atomically, by swapping in a fresh folder)."""
+        """Write lora/ and checkpoint/ (each swapped in atomically)."""
         if not self.accelerator.is_main_process:
             return
         unet = self.ctx.pipe.unet
@@ -229,4 +249,50 @@ class Trainer:
             "sample_counter": self.ctx.sample_counter,
             "torch_rng": torch.get_rng_state(),
         }
-        replace_dir(self.run_dir / "checkpoint", lambda tmp: torch.save(state, tmp / "state.pt"))
+        save_checkpoint(self.run_dir / "checkpoint", state)
+
+    def restore(self) -> None:
+        """Continue from ``checkpoint/``: weights, optimizer, method state, RNGs; drop rows logged after it."""
+        state = load_checkpoint(self.run_dir / "checkpoint")
+        unet = self.ctx.pipe.unet
+        missing = set(state["lora"]) - {n for n, _ in unet.named_parameters()}
+        if missing:
+            raise BenchError(f"checkpoint {self.run_dir / 'checkpoint'} does not match this model's LoRA layers")
+        with torch.no_grad():
+            for name, p in unet.named_parameters():
+                if name in state["lora"]:
+                    p.copy_(state["lora"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.method.load_state_dict(state["method"])
+        self.ctx.generator.set_state(state["generator"])
+        self.ctx.sample_counter = state["sample_counter"]
+        torch.set_rng_state(state["torch_rng"])
+        self.update, self.start_round = state["update"], state["round"]
+        for name, key in (("train.jsonl", "update"), ("timing.jsonl", "round")):
+            path = self.run_dir / name
+            if path.exists():
+                rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+                keep = [r for r in rows if r[key] <= state[key]]
+                write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+class _StopSignals:
+    """Turn SIGTERM and the first Ctrl-C into a request to stop after the current round (main thread only)."""
+
+    def __enter__(self):
+        self.requested = False
+        self._old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second signal aborts at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        return False

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.config import SamplingConfig
-from bench.evaluate import bootstrap_ci, sample, score
+from bench.evaluate import sample, score
 from bench.prompts import load_prompts
+from bench.stats import bootstrap_ci
 
 SHAPES_SAMPLING = SamplingConfig(num_steps=20, guidance_scale=5.0, eta=1.0)
 FAMILIES = ("color", "composition", "count", "location")

@@ -1,0 +1,123 @@
+"""Seaborn figures from run folders, saved as PNG (Agg backend: no display, same pixels on any machine).
+
+- ``training.png``: reward and KL per optimiser update, one line per method label (train.jsonl).
+- ``proxy_vs_gold.png``: the proxy reward (``shapes-reward``) against the gold oracle (``shapes-oracle``) per image,
+  pretrained vs each tuned method: over-optimisation shows as proxy gains without gold gains.
+- ``distributions.png``: per scorer, the distribution of per-image scores per method (box plots).
+- ``saturation.png``: mean ``oversaturation`` per method at each evaluated step, with a 95% bootstrap interval.
+
+A figure whose data is missing (no train.jsonl rows, no shapes scorers...) is skipped, not drawn empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: tables and plots run headless, in tests and on servers
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from bench.evaluations.runs import PRETRAINED, load_eval, load_training  # noqa: E402
+from bench.evaluations.tables import LABEL_SCORERS  # noqa: E402
+
+PROXY, GOLD, SATURATION = "shapes-reward", "shapes-oracle", "oversaturation"
+# No timestamps or version strings in the files: the same runs give the same bytes.
+PNG_METADATA = {"Software": None}
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight", metadata=PNG_METADATA)
+    plt.close(fig)
+    return path
+
+
+def _order(labels) -> list[str]:
+    return sorted(set(labels), key=lambda s: (not s.startswith(PRETRAINED), s))
+
+
+def plot_training(train: pd.DataFrame, path: Path) -> Path | None:
+    """Reward and KL against the update index, one line per label (seeds pooled into a band)."""
+    metrics = [m for m in ("reward", "kl") if m in train and train[m].notna().any()]
+    if train.empty or not metrics:
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        sns.lineplot(data=train, x="update", y=metric, hue="label", hue_order=_order(train.label), ax=ax,
+                     errorbar=("ci", 95), n_boot=500, seed=0)  # fmt: skip
+        ax.set_title(f"{metric} during training")
+    return _save(fig, path)
+
+
+def proxy_gold_pairs(evals: pd.DataFrame) -> pd.DataFrame:
+    """One row per image scored by both the proxy and the gold scorer: label, run, split, prompt, seed, both values."""
+    keys = ["label", "run", "split", "prompt", "seed"]
+    both = evals[evals.scorer.isin([PROXY, GOLD]) & evals.value.notna()]
+    pairs = both.pivot_table(index=keys, columns="scorer", values="value", aggfunc="first")
+    if PROXY not in pairs or GOLD not in pairs:
+        return pd.DataFrame(columns=[*keys, PROXY, GOLD])
+    return pairs[[PROXY, GOLD]].dropna().reset_index().rename_axis(columns=None)
+
+
+def plot_proxy_vs_gold(evals: pd.DataFrame, path: Path) -> Path | None:
+    """Per-image proxy vs gold scatter, one colour per label, with each label's mean as a large marker."""
+    pairs = proxy_gold_pairs(evals)
+    if pairs.empty:
+        return None
+    order = _order(pairs.label)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    sns.scatterplot(data=pairs, x=PROXY, y=GOLD, hue="label", hue_order=order, alpha=0.35, s=14, ax=ax)
+    means = pairs.groupby("label")[[PROXY, GOLD]].mean().reindex(order).reset_index()
+    sns.scatterplot(data=means, x=PROXY, y=GOLD, hue="label", hue_order=order, s=160, marker="X",
+                    edgecolor="black", legend=False, ax=ax)  # fmt: skip
+    ax.set(xlabel=f"proxy ({PROXY})", ylabel=f"gold ({GOLD})", title="proxy reward vs gold oracle")
+    return _save(fig, path)
+
+
+def plot_distributions(evals: pd.DataFrame, path: Path) -> Path | None:
+    """One panel per scorer: box plots of per-image scores per label."""
+    evals = evals[~evals.scorer.isin(LABEL_SCORERS) & evals.value.notna()]
+    scorers = sorted(set(evals.scorer))
+    if not scorers:
+        return None
+    order = _order(evals.label)
+    fig, axes = plt.subplots(1, len(scorers), figsize=(4 * len(scorers), 0.5 * len(order) + 2.5), squeeze=False)
+    for ax, scorer in zip(axes[0], scorers, strict=True):
+        sns.boxplot(data=evals[evals.scorer == scorer], x="value", y="label", order=order, ax=ax, fliersize=2)
+        ax.set(title=scorer, xlabel="score per image", ylabel="")
+    return _save(fig, path)
+
+
+def plot_saturation(evals: pd.DataFrame, path: Path) -> Path | None:
+    """Mean oversaturation (lower is better) per label at each evaluated step."""
+    part = evals[evals.scorer == SATURATION]
+    if part.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    sns.pointplot(data=part, x="step", y="value", hue="label", hue_order=_order(part.label), ax=ax,
+                  errorbar=("ci", 95), n_boot=500, seed=0, dodge=0.3)  # fmt: skip
+    ax.set(ylabel="mean HSV saturation", title="oversaturation (step 0 = pretrained)")
+    return _save(fig, path)
+
+
+def make_plots(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """Draw every figure the runs have data for into ``out_dir``; returns the PNG paths written.
+
+    Raises:
+        BenchError: a folder has no config.yaml or no eval.parquet.
+    """
+    out_dir = Path(out_dir)
+    evals, train = load_eval(run_dirs), load_training(run_dirs)
+    sns.set_theme(style="whitegrid", context="notebook")
+    made = [
+        plot_training(train, out_dir / "training.png"),
+        plot_proxy_vs_gold(evals, out_dir / "proxy_vs_gold.png"),
+        plot_distributions(evals, out_dir / "distributions.png"),
+        plot_saturation(evals, out_dir / "saturation.png"),
+    ]
+    return [p for p in made if p is not None]

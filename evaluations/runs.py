@@ -1,0 +1,140 @@
+"""Read finished run folders for tables, plots and the report: configs, row labels, eval and training rows.
+
+Everything here is a pure function of the folders on disk. Files are read whole with pandas/yaml/json; the
+project writes them atomically (temp file + rename), so a reader sees either the old or the new file, never half.
+
+Row labels name a method and its *distinguishing* settings: a setting is shown when runs that have it disagree on
+its value (``dpok (beta=0.01)`` next to ``dpok (beta=0.1)``). Seeds never distinguish runs: runs that differ only
+by seed get the same label and are pooled, so intervals cover samples and seeds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from bench.errors import BenchError
+
+PRETRAINED = "pretrained"
+# Top-level config keys that never tell two methods apart: bookkeeping, or pooled over (seed).
+IGNORED_KEYS = {"seed", "results_dir", "model_path", "eval_scorers", "checkpoint_every", "allow_download", "method"}
+EVAL_COLUMNS = ["run", "step", "split", "prompt", "seed", "scorer", "scorer_version", "value"]
+
+
+def sorted_runs(run_dirs: Iterable[str | Path]) -> list[Path]:
+    """Unique run folders sorted by path, so the caller's argument order never changes an output."""
+    return sorted({Path(d).resolve() for d in run_dirs})
+
+
+def read_config(run_dir: Path) -> dict:
+    """The resolved ``config.yaml`` of a run.
+
+    Raises:
+        BenchError: the folder has no readable config.yaml.
+    """
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise BenchError(f"{run_dir} is not a run folder (no config.yaml)")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    """Nested dict to dotted keys; lists become tuples so values can be compared and hashed."""
+    out: dict[str, object] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def _short(key: str) -> str:
+    # hparams are the method's own knobs, named as in the paper (beta, alpha): show them bare.
+    return key.removeprefix("hparams.")
+
+
+def run_labels(configs: dict[str, dict]) -> dict[str, str]:
+    """Row label per run name: ``method (k=v, ...)`` with the settings on which runs disagree.
+
+    Args:
+        configs: run name -> parsed config.yaml.
+    """
+    flat = {name: {k: v for k, v in flatten(cfg).items() if k.split(".")[0] not in IGNORED_KEYS}
+            for name, cfg in configs.items()}  # fmt: skip
+    keys = sorted({k for f in flat.values() for k in f})
+    varying = [k for k in keys if len({repr(f[k]) for f in flat.values() if k in f}) > 1]
+    labels = {}
+    for name, cfg in configs.items():
+        parts = [f"{_short(k)}={_fmt(flat[name][k])}" for k in varying if k in flat[name]]
+        method = str(cfg.get("method", "?"))
+        labels[name] = f"{method} ({', '.join(parts)})" if parts else method
+    return labels
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def load_eval(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """All eval rows of the runs, with ``label`` (row label) and ``model`` columns added.
+
+    Step 0 rows (the pretrained model) are labelled ``pretrained`` (``pretrained (model=...)`` when the runs use
+    several base models) and de-duplicated: every run re-scores the same pretrained model on the same seeds, and
+    counting those images once per run would shrink the interval for no reason. Other rows keep only each run's
+    last step (its final LoRA).
+
+    Raises:
+        BenchError: a folder has no config.yaml or no eval.parquet.
+    """
+    runs = sorted_runs(run_dirs)
+    configs = {d.name: read_config(d) for d in runs}
+    labels = run_labels(configs)
+    models = {name: str(cfg.get("model", "?")) for name, cfg in configs.items()}
+    frames = []
+    for d in runs:
+        path = d / "eval.parquet"
+        if not path.is_file():
+            raise BenchError(f"{d} has no eval.parquet; run `bench eval {d}` first")
+        df = pd.read_parquet(path, columns=EVAL_COLUMNS)
+        df["run"] = d.name  # the folder name wins over a stored name, in case a folder was renamed
+        frames.append(df[(df.step == 0) | (df.step == df.step.max())])
+    df = pd.concat(frames, ignore_index=True)
+    df["model"] = df.run.map(models)
+    several = len(set(models.values())) > 1
+    base = df.step == 0
+    df["label"] = df.run.map(labels)
+    df.loc[base, "label"] = PRETRAINED + (" (model=" + df.loc[base, "model"] + ")" if several else "")
+    keys = ["label", "split", "prompt", "seed", "scorer", "scorer_version"]
+    df = pd.concat([df[base].drop_duplicates(keys), df[~base]], ignore_index=True)
+    return df.sort_values(["label", "run", "step", "split", "scorer", "prompt", "seed"], kind="stable")
+
+
+def load_training(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """All train.jsonl rows with ``run`` and ``label``; ``reward`` falls back to ``data_reward`` (offline methods)."""
+    runs = sorted_runs(run_dirs)
+    labels = run_labels({d.name: read_config(d) for d in runs})
+    frames = []
+    for d in runs:
+        path = d / "train.jsonl"
+        lines = path.read_text().splitlines() if path.is_file() else []
+        rows = [json.loads(line) for line in lines if line.strip()]
+        if rows:
+            frame = pd.DataFrame(rows)
+            frame["run"], frame["label"] = d.name, labels[d.name]
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["run", "label", "update", "reward", "kl"])
+    df = pd.concat(frames, ignore_index=True)
+    if "data_reward" in df:
+        df["reward"] = df["reward"].fillna(df["data_reward"]) if "reward" in df else df["data_reward"]
+    return df

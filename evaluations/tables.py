@@ -1,0 +1,154 @@
+"""Paper-style tables from run folders: rows are methods, columns scorer x split, cells mean [95% interval].
+
+``build_table`` reads ``eval.parquet`` of every run (see ``evaluations.runs`` for row labels and the pretrained
+row) and returns a DataFrame whose columns are a MultiIndex ``(scorer, split, stat)`` with stat in
+``mean, lo, hi, n``. The interval is a percentile bootstrap over all images of a cell (samples and, where runs are
+pooled, seeds), with a fixed seed per cell: the same folders give byte-identical Markdown, LaTeX and CSV.
+
+Renderers are written here (no tabulate): ``to_markdown``, ``to_latex`` (booktabs), ``to_csv``, ``to_html``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.evaluations.runs import PRETRAINED, load_eval
+from bench.stats import bootstrap_ci
+
+STATS = ("mean", "lo", "hi", "n")
+# Scorers whose value is a category index, not a score (see evaluations.bias); a mean of them means nothing.
+LABEL_SCORERS = frozenset({"shapes-colour", "shapes-background", "clip-attribute"})
+
+
+def build_table(
+    run_dirs: Sequence[str | Path],
+    splits: Sequence[str] | None = None,
+    scorers: Sequence[str] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per method label (``pretrained`` first), one column group per (scorer, split).
+
+    Args:
+        run_dirs: run folders holding config.yaml and eval.parquet.
+        splits: prompt splits to show, in this order; default all, sorted.
+        scorers: scorers to show, in this order; default all except category-label scorers, sorted.
+        n_boot: bootstrap resamples per cell.
+        seed: bootstrap seed, the same for every cell.
+
+    Returns:
+        DataFrame indexed by ``method`` with MultiIndex columns (scorer, split, stat); NaN values (a scorer that
+        does not apply to an image) are left out of a cell, and a cell with no values is NaN with n = 0.
+    """
+    df = load_eval(run_dirs)
+    scorers = list(scorers) if scorers else sorted(set(df.scorer) - LABEL_SCORERS)
+    splits = list(splits) if splits else sorted(set(df.split))
+    df = df[df.scorer.isin(scorers) & df.split.isin(splits) & df.value.notna()]
+    labels = sorted(set(df.label), key=lambda s: (not s.startswith(PRETRAINED), s))
+    groups = {key: part.value.to_numpy() for key, part in df.groupby(["label", "scorer", "split"], sort=False)}
+    columns = pd.MultiIndex.from_tuples(
+        [(sc, sp, st) for sc in scorers for sp in splits for st in STATS], names=["scorer", "split", "stat"]
+    )
+    rows = []
+    for label in labels:
+        row = []
+        for sc in scorers:
+            for sp in splits:
+                values = groups.get((label, sc, sp), np.array([]))
+                row += [*bootstrap_ci(values, n_boot=n_boot, seed=seed), len(values)]
+        rows.append(row)
+    table = pd.DataFrame(rows, index=pd.Index(labels, name="method"), columns=columns)
+    return table.astype({c: int for c in columns if c[2] == "n"})
+
+
+def _cell(table: pd.DataFrame, label: str, scorer: str, split: str, digits: int) -> str:
+    mean, lo, hi, n = (table.loc[label, (scorer, split, st)] for st in STATS)
+    if n == 0:
+        return "-"
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _groups(table: pd.DataFrame) -> list[tuple[str, str]]:
+    return list(dict.fromkeys((sc, sp) for sc, sp, _ in table.columns))
+
+
+def to_markdown(table: pd.DataFrame, digits: int = 3) -> str:
+    """GitHub Markdown; column headers read ``scorer (split)``."""
+    groups = _groups(table)
+    head = ["method", *(f"{sc} ({sp})" for sc, sp in groups)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---", *["---:"] * len(groups)]) + "|"]
+    for label in table.index:
+        cells = [label.replace("|", "\\|"), *(_cell(table, label, sc, sp, digits) for sc, sp in groups)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters in plain text."""
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+
+
+def to_latex(table: pd.DataFrame, digits: int = 3) -> str:
+    """A booktabs ``tabular``: scorers as multicolumn headers, splits below them, cells ``mean [lo, hi]``."""
+    groups = _groups(table)
+    scorers = list(dict.fromkeys(sc for sc, _ in groups))
+    top = " & ".join(rf"\multicolumn{{{sum(g[0] == sc for g in groups)}}}{{c}}{{{latex_escape(sc)}}}" for sc in scorers)
+    rules, start = [], 2
+    for sc in scorers:  # a cmidrule under each scorer's span
+        width = sum(g[0] == sc for g in groups)
+        rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+        start += width
+    lines = [
+        rf"\begin{{tabular}}{{l{'r' * len(groups)}}}",
+        r"\toprule",
+        f" & {top} \\\\",
+        " ".join(rules),
+        "method & " + " & ".join(latex_escape(sp) for _, sp in groups) + r" \\",
+        r"\midrule",
+    ]
+    for label in table.index:
+        cells = [_cell(table, label, sc, sp, digits) for sc, sp in groups]
+        lines.append(" & ".join([latex_escape(label), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: pd.DataFrame) -> str:
+    """Flat CSV, one column per ``scorer/split/stat``, numbers at full precision (``%.10g``)."""
+    flat = table.copy()
+    flat.columns = ["/".join(c) for c in table.columns]
+    return flat.to_csv(float_format="%.10g", lineterminator="\n")
+
+
+def to_html(table: pd.DataFrame, digits: int = 3) -> str:
+    """An HTML ``<table>`` with the same cells as the Markdown table (for the report)."""
+    groups = _groups(table)
+    head = "".join(f"<th>{html.escape(sc)}<br><small>{html.escape(sp)}</small></th>" for sc, sp in groups)
+    body = "".join(
+        "<tr><th>" + html.escape(label) + "</th>"
+        + "".join(f"<td>{_cell(table, label, sc, sp, digits)}</td>" for sc, sp in groups) + "</tr>"
+        for label in table.index
+    )  # fmt: skip
+    return f'<table class="results"><thead><tr><th>method</th>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+RENDERERS = {"md": to_markdown, "latex": to_latex, "csv": to_csv, "html": to_html}
+
+
+def render(table: pd.DataFrame, fmt: str) -> str:
+    """Render with the renderer named ``fmt`` (md, latex, csv, html).
+
+    Raises:
+        ValueError: unknown format.
+    """
+    if fmt not in RENDERERS:
+        raise ValueError(f"unknown table format {fmt!r}; known: {', '.join(RENDERERS)}")
+    return RENDERERS[fmt](table)

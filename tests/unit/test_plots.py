@@ -1,0 +1,46 @@
+"""Figures from run folders: which are drawn, what data they are drawn from, and reproducible bytes."""
+
+import shutil
+
+import pandas as pd
+import pytest
+from fake_runs import make_run, make_runs
+from PIL import Image
+
+from bench.evaluations.plots import make_plots, proxy_gold_pairs
+from bench.evaluations.runs import load_eval
+
+
+def test_all_figures_are_written_and_reproducible(tmp_path):
+    runs = make_runs(tmp_path / "runs")
+    paths = make_plots(runs, tmp_path / "a")
+    assert [p.name for p in paths] == ["training.png", "proxy_vs_gold.png", "distributions.png", "saturation.png"]
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.width > 200 and image.height > 150
+            # a blank canvas has one colour; a drawn figure has many
+            assert len(image.convert("RGB").getcolors(maxcolors=100_000) or range(100_001)) > 20
+    again = make_plots(runs, tmp_path / "b")
+    assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
+
+
+def test_proxy_gold_pairs_join_the_two_scorers_per_image(tmp_path):
+    runs = make_runs(tmp_path)
+    evals = load_eval(runs)
+    pairs = proxy_gold_pairs(evals)
+    # 3 prompts x 4 samples: once for the pretrained model, once per run for the tuned ones
+    assert pairs.groupby("label").size().to_dict() == {"pretrained": 12, "dpok (beta=0.01)": 24, "dpok (beta=0.1)": 12}
+    raw = pd.read_parquet(runs[1] / "eval.parquet")
+    raw = raw[(raw.step == 3)].pivot_table(index=["prompt", "seed"], columns="scorer", values="value")
+    mine = pairs[pairs.run == runs[1].name].set_index(["prompt", "seed"]).sort_index()
+    assert mine["shapes-reward"].to_numpy() == pytest.approx(raw["shapes-reward"].sort_index().to_numpy())
+    assert mine["shapes-oracle"].to_numpy() == pytest.approx(raw["shapes-oracle"].sort_index().to_numpy())
+
+
+def test_figures_without_data_are_skipped(tmp_path):
+    run = make_run(tmp_path, "solo", "sft", 0.0, seed=0, shift=0.1)
+    df = pd.read_parquet(run / "eval.parquet")
+    df[df.scorer == "shapes-oracle"].to_parquet(run / "eval.parquet", index=False)
+    (run / "train.jsonl").write_text("")
+    shutil.rmtree(run / "samples")
+    assert [p.name for p in make_plots([run], tmp_path / "out")] == ["distributions.png"]

@@ -1,0 +1,82 @@
+"""Tables from run folders: numbers recomputed independently from eval.parquet with pandas."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from fake_runs import make_runs
+
+from bench.evaluations.runs import run_labels
+from bench.evaluations.tables import build_table, to_csv, to_latex, to_markdown
+
+
+def independent(run_dirs) -> pd.DataFrame:
+    """Mean and n per (label, scorer, split), straight from the parquet files."""
+    labels = {"r1-dpok": "dpok (beta=0.01)", "r2-dpok": "dpok (beta=0.1)", "r3-dpok": "dpok (beta=0.01)"}
+    df = pd.concat([pd.read_parquet(d / "eval.parquet") for d in run_dirs], ignore_index=True)
+    tuned = df[df.step == 3].assign(label=df.run.map(labels))
+    base = df[(df.step == 0) & (df.run == "r1-dpok")].assign(label="pretrained")  # identical in every run
+    return pd.concat([base, tuned]).groupby(["label", "scorer", "split"]).value.agg(["mean", "count"])
+
+
+def test_numbers_match_a_pandas_recomputation(tmp_path):
+    runs = make_runs(tmp_path)
+    table = build_table(runs, n_boot=500)
+    expected = independent(runs)
+    assert list(table.index) == ["pretrained", "dpok (beta=0.01)", "dpok (beta=0.1)"]
+    for (label, scorer, split), row in expected.iterrows():
+        assert table.loc[label, (scorer, split, "mean")] == pytest.approx(row["mean"], abs=1e-12)
+        assert table.loc[label, (scorer, split, "n")] == row["count"]
+    # pooled seeds: beta=0.01 has two runs x 2 prompts x 4 samples on train; pretrained counted once, not 3 times
+    assert table.loc["dpok (beta=0.01)", ("shapes-oracle", "train", "n")] == 16
+    assert table.loc["pretrained", ("shapes-oracle", "train", "n")] == 8
+    # the interval is the percentile bootstrap with seed 0, recomputed here without chunking
+    values = pd.concat([pd.read_parquet(d / "eval.parquet") for d in (runs[0], runs[2])])
+    values = values[(values.step == 3) & (values.scorer == "shapes-reward") & (values.split == "heldout")]
+    values = values.sort_values(["run", "prompt", "seed"]).value.to_numpy()
+    means = values[np.random.default_rng(0).integers(0, len(values), (500, len(values)))].mean(1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    cell = table.loc["dpok (beta=0.01)", ("shapes-reward", "heldout")]
+    assert (cell["lo"], cell["hi"]) == pytest.approx((lo, hi), abs=1e-12)
+    assert cell["lo"] < cell["mean"] < cell["hi"]
+
+
+def test_output_is_byte_identical_and_order_free(tmp_path):
+    runs = make_runs(tmp_path)
+    first = build_table(runs, n_boot=200)
+    again = build_table(list(reversed(runs)) + [runs[0]], n_boot=200)
+    for render in (to_markdown, to_latex, to_csv):
+        assert render(first) == render(again)
+
+
+def test_selection_and_renderers(tmp_path):
+    runs = make_runs(tmp_path)
+    table = build_table(runs, splits=["heldout"], scorers=["shapes-reward", "oversaturation"], n_boot=200)
+    assert [c for c in table.columns.droplevel(2).unique()] == [("shapes-reward", "heldout"),
+                                                                ("oversaturation", "heldout")]  # fmt: skip
+    md = to_markdown(table).splitlines()
+    assert md[0] == "| method | shapes-reward (heldout) | oversaturation (heldout) |"
+    mean, lo, hi = (table.loc["dpok (beta=0.1)", ("oversaturation", "heldout", s)] for s in ("mean", "lo", "hi"))
+    assert md[4] == f"| dpok (beta=0.1) | {table.iloc[2, 0]:.3f} [{table.iloc[2, 1]:.3f}, {table.iloc[2, 2]:.3f}] " \
+                    f"| {mean:.3f} [{lo:.3f}, {hi:.3f}] |"  # fmt: skip
+    tex = to_latex(table)
+    assert r"\multicolumn{1}{c}{shapes-reward}" in tex and r"dpok (beta=0.01) & " in tex
+    assert tex.count(r"\\") == 2 + 3  # two header rows, three method rows
+    back = pd.read_csv(io.StringIO(to_csv(table)), index_col=0)
+    assert back.loc["pretrained", "oversaturation/heldout/mean"] == pytest.approx(
+        table.loc["pretrained", ("oversaturation", "heldout", "mean")], rel=1e-9
+    )
+
+
+def test_labels_show_only_settings_that_differ():
+    configs = {
+        "a": {"method": "dpok", "seed": 0, "hparams": {"beta": 0.01, "alpha": 10.0}, "lora": {"rank": 4}},
+        "b": {"method": "dpok", "seed": 1, "hparams": {"beta": 0.0, "alpha": 10.0}, "lora": {"rank": 8}},
+        "c": {"method": "sft", "seed": 0, "hparams": {"gamma": 0.5}, "lora": {"rank": 4}},
+    }
+    assert run_labels(configs) == {
+        "a": "dpok (beta=0.01, lora.rank=4)",
+        "b": "dpok (beta=0, lora.rank=8)",
+        "c": "sft (lora.rank=4)",
+    }
