@@ -16,11 +16,15 @@ from bench.errors import BenchError
 EXAMPLES = """
 Examples:
 
-  bench run --method dpok --beta 0.01 --model path/to/pipeline --reward compressibility --steps 3
+  bench run --method dpok --beta 0.01        (the shipped shapes world: model, reward, prompts)
 
-  bench run --config configs/dpok-shapes.yaml --set sampling.num_steps=20 --lr 1e-5
+  bench run --model path/to/sd-v1-5 --reward imagereward --prompts dpok-single --steps 2000
 
-  bench ls methods
+  bench eval results/runs/<run_id> --samples 64
+
+  bench table results/runs/* --format latex
+
+  bench ls methods --verbose
 """
 
 app = typer.Typer(
@@ -344,16 +348,32 @@ def ls(
                 typer.echo(f"    --{field_name.replace('_', '-'):22s} {help_text} [default {default}]")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: one-line errors with exit code 2, tracebacks only with --debug."""
+def _click_modules() -> tuple:
+    """click itself and typer's vendored copy (typer >= 0.2x raises its own click's exceptions)."""
     import click
 
+    modules = [click]
+    try:
+        from typer import _click
+
+        modules.append(_click)
+    except ImportError:
+        pass
+    return tuple(modules)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: one-line errors with exit code 2, tracebacks only with --debug."""
     from bench.registry import METHODS, SCORERS
 
     METHODS.clear_plugins()
     SCORERS.clear_plugins()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("BENCH_DEBUG") == "1"
+    clicks = _click_modules()
+    exits = (typer.Exit, *(m.exceptions.Exit for m in clicks if hasattr(m.exceptions, "Exit")))
+    usage = tuple(m.ClickException for m in clicks)
+    aborts = (typer.Abort, *(m.exceptions.Abort for m in clicks if hasattr(m.exceptions, "Abort")))
     try:
         app(args=args, standalone_mode=False, prog_name="bench")
     except BenchError as exc:
@@ -361,12 +381,12 @@ def main(argv: list[str] | None = None) -> None:
             raise
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Exit as exc:
+    except exits as exc:
         raise SystemExit(exc.exit_code) from None
-    except click.ClickException as exc:
+    except usage as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Abort:
+    except aborts:
         typer.echo("aborted", err=True)
         raise SystemExit(130) from None
 

@@ -38,3 +38,30 @@ def test_eval_writes_rows_and_a_table_pandas_can_recompute(capsys, tmp_path, tin
     run_cli(capsys, ["eval", str(run_dir), "--samples", "3", "--scorers", "compressibility"])
     again = pd.read_parquet(run_dir / "eval.parquet")
     assert len(again) == len(df) and np.isclose(again.value.sum(), df.value.sum())
+
+
+def test_eval_then_table_on_two_runs(capsys, tmp_path, tiny_sd):
+    runs = []
+    for beta in ("0.01", "0.5"):
+        args = ["run", "--model", str(tiny_sd), "--steps", "1", "--results-dir", str(tmp_path), "--beta", beta,
+                "--lr", "0.05", "--prompts", "a red circle|a blue square"] + TINY_DPOK  # fmt: skip
+        code, out, err = run_cli(capsys, args)
+        assert code == 0, err
+        runs.append(Path(out.strip().splitlines()[-1].removeprefix("run folder: ")))
+        code, out, err = run_cli(capsys, ["eval", str(runs[-1]), "--samples", "3", "--scorers", "compressibility"])
+        assert code == 0, err
+    csv_path = tmp_path / "table.csv"
+    code, out, err = run_cli(capsys, ["table", *map(str, runs), "--format", "csv", "--out", str(csv_path)])
+    assert code == 0, err
+    table = pd.read_csv(csv_path)
+    df = pd.concat([pd.read_parquet(r / "eval.parquet") for r in runs])
+    label_col = table.columns[0]
+    means = {row[label_col]: row for _, row in table.iterrows()}
+    mean_col = next(c for c in table.columns if "mean" in c)
+    for run, beta in zip(runs, ("0.01", "0.5"), strict=True):
+        expected = df[(df.run == run.name) & (df.step == 1)].value.mean()
+        assert means[f"dpok (beta={beta})"][mean_col] == pytest.approx(expected, abs=1e-9)
+    base = df[(df.run == runs[0].name) & (df.step == 0)].value.mean()
+    assert means["pretrained"][mean_col] == pytest.approx(base, abs=1e-9)
+    code, out, err = run_cli(capsys, ["table", *map(str, runs)])
+    assert code == 0 and out.startswith("| method |")
