@@ -14,8 +14,9 @@ $(BIN)/python:
 
 # torch first, pinned to the CPU build on local disk; skipped when the venv already has a torch.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
+	@echo "setting up .venv: torch 2.13.0 (CPU), then dpok-bench and its dependencies"
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	@$(BIN)/pip install --quiet -e '.[test]' > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $@
 
 setup: $(VENV)/.installed

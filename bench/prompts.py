@@ -1,4 +1,5 @@
-"""Prompt lists from a named, versioned set, a .txt/.jsonl file, or literal prompts separated by '|'."""
+"""Prompt lists from a named, versioned set, a .txt/.jsonl file, a `datasets` name (``org/name``, from the local
+cache when offline), or literal prompts separated by '|'."""
 
 from __future__ import annotations
 
@@ -69,6 +70,10 @@ def load_prompts(spec: str) -> list[str]:
         prompts = read_prompt_file(path)
     elif (named := _named_set(spec)) is not None:
         prompts = read_prompt_file(named)
+    elif spec.count("/") == 1 and not path.suffix and not spec.startswith((".", "/", "~")):
+        from bench.evaluations.prompt_sets import load_prompt_dataset  # a dataset name: through `datasets`
+
+        prompts = [str(p) for p in load_prompt_dataset(spec)["prompt"]]
     elif path.suffix in (".txt", ".jsonl", ".json") or "/" in spec:
         raise BenchError(f"prompt file {spec} does not exist")
     elif " " in spec.strip():

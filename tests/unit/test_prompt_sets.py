@@ -41,3 +41,14 @@ def test_bad_specs_are_one_line_errors(cache, tmp_path, monkeypatch):
     bad.write_text('{"text": "no prompt field"}\n')
     with pytest.raises(BenchError, match='needs a "prompt" field'):
         load_prompt_dataset(str(bad), cache_dir=cache)
+
+
+def test_load_prompts_routes_dataset_names_through_datasets(monkeypatch, tmp_path):
+    from bench.errors import BenchError
+    from bench.prompts import load_prompts
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(BenchError, match="prompt set 'someone/prompts' is neither a shipped set, a file, nor"):
+        load_prompts("someone/prompts")
+    assert load_prompts("drawbench-dpok")[:1] and len(load_prompts("drawbench-dpok")) == 183
