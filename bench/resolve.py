@@ -128,6 +128,11 @@ def config_from_run(run_dir) -> tuple[RunConfig, type, str]:
         raise BenchError(f"{run_dir / 'config.yaml'} is not a run config written by bench run")
     method_cls = METHODS.get(str(tree.get("method")))
     config = dataclasses.replace(build(RunConfig, tree), hparams=build(method_cls.Config, hp_values))
+    from bench.models import resolve_model
+
+    model_path = resolve_model(model_path)
+    if not (run_dir / "checkpoint").exists():  # killed before its first checkpoint: it restarts from round 1
+        return config, method_cls, model_path
     meta = read_meta(run_dir / "checkpoint")
     if meta["round"] >= config.steps:
         raise BenchError(f"run {run_dir} already finished all {config.steps} rounds; nothing to resume")

@@ -252,7 +252,11 @@ class Trainer:
         save_checkpoint(self.run_dir / "checkpoint", state)
 
     def restore(self) -> None:
-        """Continue from ``checkpoint/``: weights, optimizer, method state, RNGs; drop rows logged after it."""
+        """Continue from ``checkpoint/``: weights, optimizer, method state, RNGs; drop rows logged after it.
+        Without a checkpoint (killed during the first interval) the run restarts from round 1 in its folder."""
+        if not (self.run_dir / "checkpoint").exists():
+            self._truncate_logs({"update": 0, "round": 0})
+            return
         state = load_checkpoint(self.run_dir / "checkpoint")
         unet = self.ctx.pipe.unet
         missing = set(state["lora"]) - {n for n, _ in unet.named_parameters()}
@@ -268,6 +272,9 @@ class Trainer:
         self.ctx.sample_counter = state["sample_counter"]
         torch.set_rng_state(state["torch_rng"])
         self.update, self.start_round = state["update"], state["round"]
+        self._truncate_logs(state)
+
+    def _truncate_logs(self, state: dict) -> None:
         for name, key in (("train.jsonl", "update"), ("timing.jsonl", "round")):
             path = self.run_dir / name
             if path.exists():

@@ -18,7 +18,7 @@ def _matrix(tmp, tiny_sd):
     (files / "run_without_checkpoint" / "config.yaml").write_text("method: dpok\nmodel_path: x\nhparams: {}\n")
     corrupt = files / "corrupt_run"
     (corrupt / "checkpoint").mkdir(parents=True)
-    (corrupt / "config.yaml").write_text("method: dpok\nmodel_path: x\nsteps: 3\nhparams: {}\n")
+    (corrupt / "config.yaml").write_text(f"method: dpok\nmodel_path: {tiny_sd}\nsteps: 3\nhparams: {{}}\n")
     (corrupt / "checkpoint" / "meta.json").write_text("{not json")
     m = ["--model", str(tiny_sd)]
     return [
@@ -54,7 +54,7 @@ def _matrix(tmp, tiny_sd):
         (["--reward", "imagereward"] + m, "error: "),
         # run folders
         (["--resume", str(files / "nothing")], "error: --resume " + str(files / "nothing") + ": no run folder"),
-        (["--resume", str(files / "run_without_checkpoint")], "error: checkpoint "),
+        (["--resume", str(files / "run_without_checkpoint")], "error: model 'x' is neither a pipeline folder"),
         (["--resume", str(corrupt)], f"error: checkpoint {corrupt / 'checkpoint'} is corrupt: meta.json is not valid"),
     ]
 

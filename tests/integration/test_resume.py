@@ -85,3 +85,15 @@ def test_resume_of_a_finished_run_says_so(tmp_path, tiny_sd):
     assert out.returncode == 2 and "already finished all 5 rounds; nothing to resume" in out.stderr
     out = _bench(["run", "--resume", str(run_dir), "--steps", "9"])
     assert out.returncode == 2 and "pass no other run options with it" in out.stderr
+
+
+def test_resume_without_a_checkpoint_restarts_in_place(tmp_path, tiny_sd):
+    assert _bench(_args(tiny_sd, tmp_path / "a")).returncode == 0
+    reference = next((tmp_path / "a").iterdir())
+    killed = tmp_path / "b" / reference.name
+    killed.mkdir(parents=True)
+    (killed / "config.yaml").write_text((reference / "config.yaml").read_text())
+    (killed / "train.jsonl").write_text((reference / "train.jsonl").read_text().splitlines()[0] + "\n")
+    resumed = _bench(["run", "--resume", str(killed)])  # killed after logging round 1, before its checkpoint
+    assert resumed.returncode == 0, resumed.stderr
+    assert _rows(killed) == _rows(reference)
