@@ -9,7 +9,9 @@ shapes world is the default everywhere while the method Config defaults stay tho
   100 rounds of 16 samples and 8 policy steps of 8 x 4 transitions take about 8 minutes on 2 cores. Measured on
   the demo prompts (gold oracle change, 64 fresh seeds per prompt): lr 3e-4 barely moved the policy (KL 0.003
   after 20 rounds); lr 2e-3 x 100 rounds +0.149 [0.106, 0.196]; lr 2e-3 x 110 rounds +0.054 [0.020, 0.087];
-  lr 3e-3 x 110 rounds -0.028 [-0.056, 0.000]. The outcome is noisy: see the issue notes before trusting one run;
+  lr 3e-3 x 110 rounds -0.028 [-0.056, 0.000]. Runs are deterministic (the 110-round run repeats the 100-round
+  one update for update); a KL spike near update 810 (round 102) then cost most of the gain, so training is not
+  yet stable at this learning rate;
 - sft: the same sampler, 512 pretrained samples, lr 1e-4.
 """
 
