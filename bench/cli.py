@@ -117,9 +117,9 @@ def run(
 
 def _build_scorer(scorer_cls):
     """Construct the reward on this process's device now, so missing weights fail before anything is written."""
-    from accelerate import PartialState
+    from bench.dist import process_state
 
-    return scorer_cls(device=PartialState().device)
+    return scorer_cls(device=process_state().device)
 
 
 def _resume(resume, results_dir, others, sets, extra) -> None:
@@ -141,12 +141,13 @@ def _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=None) -> No
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from bench.results import create_run_dir
+    from bench.dist import process_state, shared_run_dir
     from bench.trainer import Trainer
 
-    console = Console(stderr=True)
+    main_process = process_state().is_main_process
+    console = Console(stderr=True, quiet=not main_process)  # one progress bar, from the main process
     resuming = run_dir is not None
-    run_dir = run_dir or create_run_dir(cfg.results_dir, cfg.method)
+    run_dir = run_dir or shared_run_dir(cfg.results_dir, cfg.method)
     columns = [
         TextColumn(f"[bold]{cfg.method}[/]"),
         BarColumn(),
@@ -167,7 +168,8 @@ def _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=None) -> No
             progress.update(task, completed=trainer.start_round)
         progress.update(task, stats="collecting")
         trainer.run()
-    typer.echo(f"run folder: {run_dir}")
+    if main_process:
+        typer.echo(f"run folder: {run_dir}")
 
 
 @app.command("pretrain", help="Pretrain the shapes world's tiny Stable Diffusion (about 50 minutes on 2 cores).")

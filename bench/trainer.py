@@ -21,6 +21,7 @@ import torch
 
 from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.config import RunConfig, to_dict
+from bench.dist import use_cpu
 from bench.errors import BenchError
 from bench.models import add_lora, load_pipeline, reference_policy, save_lora
 from bench.results import append_jsonl, env_info, replace_dir, write_json, write_text, write_yaml
@@ -154,7 +155,7 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        self.accelerator = Accelerator(mixed_precision=self.config.mixed_precision)
+        self.accelerator = Accelerator(mixed_precision=self.config.mixed_precision, cpu=use_cpu())
         set_seed(self.config.seed)
         pipe = load_pipeline(self.model_path, self.accelerator.device)
         lora = self.config.lora
@@ -233,8 +234,18 @@ class Trainer:
                     )
         return self.run_dir
 
+    def _check_in_sync(self) -> None:
+        """Data parallel: every process must hold the same LoRA weights (a missed all-reduce shows up here)."""
+        if self.accelerator.num_processes == 1:
+            return
+        total = torch.stack([p.detach().double().sum() for p in self.params]).sum().reshape(1)
+        gathered = self.accelerator.gather(total.to(self.accelerator.device))
+        if not torch.allclose(gathered, gathered[0].expand_as(gathered), rtol=1e-6, atol=1e-9):
+            raise BenchError(f"LoRA weights differ across processes at update {self.update}: {gathered.tolist()}")
+
     def save(self) -> None:
         """Write lora/ and checkpoint/ (each swapped in atomically)."""
+        self._check_in_sync()
         if not self.accelerator.is_main_process:
             return
         unet = self.ctx.pipe.unet

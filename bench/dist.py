@@ -1,0 +1,39 @@
+"""Processes and devices from accelerate: one process by default, data parallel under a distributed launcher.
+
+Without an accelerator, accelerate only turns a multi-process launch (``torchrun``, ``accelerate launch``) into
+CPU data parallelism (gloo) when asked for the CPU explicitly, so the CPU is requested exactly when no
+accelerator is present. Nothing here names a device type.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def use_cpu() -> bool:
+    """True when torch sees no accelerator (GPU, XPU, MPS...)."""
+    accelerator = getattr(torch, "accelerator", None)
+    return not (accelerator.is_available() if accelerator is not None else torch.cuda.is_available())
+
+
+def process_state():
+    """accelerate's shared PartialState for this process."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=use_cpu())
+
+
+def shared_run_dir(results_dir: str, method: str) -> Path:
+    """The main process creates the run folder; every process gets its path."""
+    from accelerate.utils import broadcast_object_list
+
+    from bench.results import create_run_dir
+
+    state = process_state()
+    if state.num_processes == 1:
+        return create_run_dir(results_dir, method)
+    path = [str(create_run_dir(results_dir, method)) if state.is_main_process else None]
+    broadcast_object_list(path)
+    return Path(path[0])
