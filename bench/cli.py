@@ -347,7 +347,8 @@ def ls(
         typer.echo(f"{name:18s} {registry.source(name):28s} {line}")
         if verbose and obj is not None and hasattr(obj, "Config") and kind == "methods":
             for field_name, help_text, default in fields_help(obj.Config):
-                typer.echo(f"    --{field_name.replace('_', '-'):22s} {help_text} [default {default}]")
+                pinned = " (fixed by this preset)" if field_name in getattr(obj, "fixed", {}) else ""
+                typer.echo(f"    --{field_name.replace('_', '-'):22s} {help_text} [default {default}]{pinned}")
 
 
 def _click_modules() -> tuple:
