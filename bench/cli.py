@@ -60,7 +60,7 @@ def _register_plugins(plugins: list[str]) -> None:
     for target in plugins:
         obj = import_target(target, "plugin")
         registry = METHODS if isinstance(obj, type) and issubclass(obj, Method) else SCORERS
-        registry.add_plugin(target)
+        registry.add_plugin(target, obj)
 
 
 @app.command(

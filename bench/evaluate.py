@@ -23,18 +23,22 @@ def eval_seeds(n: int) -> list[int]:
     return [EVAL_SEED_BASE + i for i in range(n)]
 
 
+def generate(pipe, prompts: list[str], seeds: list[int], sampling, batch_size: int = 64, progress=None):
+    """One image per (prompt, seed), sampled in batches of ``batch_size``; float NCHW in [0, 1] on the CPU."""
+    cache, images = PromptCache(pipe), []
+    for start in range(0, len(prompts), batch_size):
+        part = slice(start, start + batch_size)
+        images.append(rollout(pipe, prompts[part], seeds[part], sampling, cache, reference=False).images.cpu())
+        if progress:
+            progress(min(start + batch_size, len(prompts)), len(prompts))
+    return torch.cat(images)
+
+
 def sample(pipe, prompts: list[str], n: int, sampling, batch_size: int = 64, progress=None):
-    """``n`` images per prompt; returns (images, prompt per image, seed per image)."""
+    """``n`` images per prompt on the evaluation seeds; returns (images, prompt per image, seed per image)."""
     all_prompts = [p for p in prompts for _ in range(n)]
     all_seeds = [s for _ in prompts for s in eval_seeds(n)]
-    cache, images = PromptCache(pipe), []
-    for start in range(0, len(all_prompts), batch_size):
-        part = slice(start, start + batch_size)
-        out = rollout(pipe, all_prompts[part], all_seeds[part], sampling, cache, reference=False)
-        images.append(out.images.cpu())
-        if progress:
-            progress(min(start + batch_size, len(all_prompts)), len(all_prompts))
-    return torch.cat(images), all_prompts, all_seeds
+    return generate(pipe, all_prompts, all_seeds, sampling, batch_size, progress), all_prompts, all_seeds
 
 
 def score(images, prompts, seeds, scorers, batch_size: int = 256, **columns) -> pd.DataFrame:
@@ -96,14 +100,13 @@ def format_ci(ci) -> str:
 
 
 def _load_run(run_dir: Path) -> dict:
-    import yaml
-
     from bench.errors import BenchError
+    from bench.evaluations.runs import read_config
 
-    config = run_dir / "config.yaml"
-    if not config.is_file() or not (run_dir / "lora").is_dir():
+    config = read_config(run_dir)
+    if not (run_dir / "lora").is_dir():
         raise BenchError(f"{run_dir} is not a finished run folder (expected config.yaml and lora/)")
-    return yaml.safe_load(config.read_text())
+    return config
 
 
 def run_evaluation(run_dir: Path, prompts, split, samples: int, scorers, echo=print) -> pd.DataFrame:

@@ -6,33 +6,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import bench.evaluations as evaluations
 from bench.errors import BenchError
 
-PROMPT_DIR = Path(__file__).resolve().parent.parent / "evaluations" / "prompts"
-
-
-def _prompt_dir() -> Path:
-    try:
-        import bench.evaluations as evaluations
-
-        return Path(evaluations.__file__).parent / "prompts"
-    except ImportError:  # pragma: no cover - only when the package layout is broken
-        return PROMPT_DIR
+PROMPT_DIR = Path(evaluations.__file__).resolve().parent / "prompts"  # shipped, versioned prompt sets
 
 
 def known_sets() -> list[str]:
     """Names of the shipped prompt sets (file stems without the version suffix)."""
     names = set()
-    for path in [*_prompt_dir().glob("*.txt"), *_prompt_dir().glob("*.jsonl")]:
+    for path in [*PROMPT_DIR.glob("*.txt"), *PROMPT_DIR.glob("*.jsonl")]:
         stem = path.stem
         names.add(stem.rsplit("-v", 1)[0] if stem.rsplit("-v", 1)[-1].isdigit() else stem)
     return sorted(names)
 
 
-def _named_set(name: str) -> Path | None:
+def shipped_file(name: str) -> Path | None:
+    """The file of shipped set ``name`` (``drawbench-dpok`` is its highest version, ``drawbench-dpok-v1`` that one)."""
     if "/" in name or "\\" in name or not name.strip():
         return None
-    folder = _prompt_dir()
+    folder = PROMPT_DIR
     for suffix in (".txt", ".jsonl"):
         if (folder / f"{name}{suffix}").is_file():
             return folder / f"{name}{suffix}"
@@ -68,7 +61,7 @@ def load_prompts(spec: str) -> list[str]:
         prompts = [p.strip() for p in spec.split("|") if p.strip()]
     elif (path := Path(spec).expanduser()).is_file():
         prompts = read_prompt_file(path)
-    elif (named := _named_set(spec)) is not None:
+    elif (named := shipped_file(spec)) is not None:
         prompts = read_prompt_file(named)
     elif spec.count("/") == 1 and not path.suffix and not spec.startswith((".", "/", "~")):
         from bench.evaluations.prompt_sets import load_prompt_dataset  # a dataset name: through `datasets`

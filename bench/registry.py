@@ -74,9 +74,9 @@ class Registry:
                 dist = ep.dist.name if ep.dist else "unknown package"
                 self._targets[ep.name] = (ep.value, f"entry point ({dist})")
 
-    def add_plugin(self, target: str) -> str:
-        """Import ``module:attr`` now (it was asked for explicitly) and register it under its ``name``."""
-        obj = import_target(target, f"plugin {self.kind}")
+    def add_plugin(self, target: str, obj: Any = None) -> str:
+        """Register ``module:attr`` (imported now unless the caller already did) under its ``name``."""
+        obj = obj if obj is not None else import_target(target, f"plugin {self.kind}")
         name = getattr(obj, "name", "") or ""
         if not name:
             raise BenchError(f"plugin {target!r} has no `name` attribute")

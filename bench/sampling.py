@@ -151,7 +151,8 @@ class Rollout:
         return {k: v.reshape(-1, *v.shape[2:]).clone() for k, v in out.items()}
 
 
-def _latent_shape(pipe, n: int, height: int | None, width: int | None) -> tuple[int, ...]:
+def latent_shape(pipe, n: int, height: int | None, width: int | None) -> tuple[int, ...]:
+    """(n, C, h, w) of the latents for images of ``height`` x ``width`` (default: the model's own size)."""
     factor = pipe.vae_scale_factor
     height = height or pipe.unet.config.sample_size * factor
     width = width or pipe.unet.config.sample_size * factor
@@ -182,7 +183,7 @@ def rollout(pipe, prompts, seeds, sampling, prompt_cache, *, reference: bool, re
     generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
     cond, uncond, _ = prompt_cache.get(list(prompts))
     cond, uncond = cond.to(device, dtype), uncond.to(device, dtype)
-    shape = _latent_shape(pipe, len(prompts), sampling.height, sampling.width)
+    shape = latent_shape(pipe, len(prompts), sampling.height, sampling.width)
     x = randn_tensor(shape, generator=generators, device=device, dtype=dtype) * scheduler.init_noise_sigma
     step = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
     latents, log_probs, ref_list, kls, stds = [x], [], [], [], []

@@ -35,6 +35,13 @@ class Scorer:
         if options:
             raise BenchError(f"scorer {self.name!r} takes no options (got {', '.join(sorted(options))})")
 
+    @classmethod
+    def without_weights(cls, device: torch.device | str = "cpu") -> Scorer:
+        """An instance whose loading ``__init__`` is skipped, for wrapping models built elsewhere (tests)."""
+        scorer = cls.__new__(cls)
+        Scorer.__init__(scorer, device)
+        return scorer
+
     def score(
         self, images: torch.Tensor, prompts: Sequence[str], metadata: Sequence[dict] | None = None
     ) -> torch.Tensor:

@@ -25,7 +25,7 @@ from bench.dist import use_cpu
 from bench.errors import BenchError
 from bench.models import add_lora, load_pipeline, reference_policy, save_lora
 from bench.results import append_jsonl, env_info, replace_dir, write_json, write_text, write_yaml
-from bench.sampling import PromptCache, ddim_mean_std, gaussian_log_prob, guided_eps, kl_estimate, rollout
+from bench.sampling import PromptCache, ddim_mean_std, gaussian_log_prob, guided_eps, kl_estimate, latent_shape, rollout
 
 
 class TrainContext:
@@ -41,8 +41,7 @@ class TrainContext:
         self.prompt_cache = PromptCache(pipe)
         self.round = 0
         self.num_train_timesteps = pipe.scheduler.config.num_train_timesteps
-        probe = rollout_shape(pipe, config)
-        self.latent_numel = int(np.prod(probe))
+        self.latent_numel = int(np.prod(latent_shape(pipe, 1, config.sampling.height, config.sampling.width)))
         self.text_dim = pipe.text_encoder.config.hidden_size  # CLIPTextModel's pooled output width
 
     def round_prompts(self, n: int) -> tuple[list[int], list[int]]:
@@ -113,13 +112,6 @@ class TrainContext:
 
 class NonFinite(Exception):
     """A NaN or inf reward, loss or gradient."""
-
-
-def rollout_shape(pipe, config: RunConfig) -> tuple[int, ...]:
-    factor = pipe.vae_scale_factor
-    h = (config.sampling.height or pipe.unet.config.sample_size * factor) // factor
-    w = (config.sampling.width or pipe.unet.config.sample_size * factor) // factor
-    return (pipe.unet.config.in_channels, h, w)
 
 
 def _derive_seed(*parts) -> int:

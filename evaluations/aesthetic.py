@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
-from bench.evaluations.clip_preprocess import preprocess_pil, preprocess_tensor
+from bench.evaluations.clip_preprocess import check_preprocessing, preprocess_pil, preprocess_tensor
 from bench.evaluations.reward_mlp import RewardMLP
 from bench.scoring import Scorer, to_uint8
 
@@ -89,8 +89,7 @@ class AestheticScorer(Scorer):
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__(device)
-        if preprocessing not in ("tensor", "pil"):
-            raise BenchError(f"aesthetic: preprocessing must be 'tensor' or 'pil', got {preprocessing!r}")
+        check_preprocessing("aesthetic", preprocessing)
         path = find_weights(weights)
         if clip is None:
             clip = path.parent / "clip" if (path.parent / "clip").is_dir() else CLIP_REPO
@@ -114,8 +113,7 @@ class AestheticScorer(Scorer):
         dtype: torch.dtype = torch.float32,
     ) -> AestheticScorer:
         """Wrap already built models (tests use a tiny random CLIP and MLP)."""
-        scorer = cls.__new__(cls)
-        Scorer.__init__(scorer, device)
+        scorer = cls.without_weights(device)
         scorer._setup(clip_model, mlp, preprocessing, dtype)
         return scorer
 

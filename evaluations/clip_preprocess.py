@@ -31,8 +31,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from bench.errors import BenchError
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+PREPROCESSING = ("tensor", "pil")
+
+
+def check_preprocessing(scorer: str, preprocessing: str) -> None:
+    """One-line error for an unknown preprocessing path."""
+    if preprocessing not in PREPROCESSING:
+        raise BenchError(f"{scorer}: preprocessing must be 'tensor' or 'pil', got {preprocessing!r}")
 
 
 def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from bench.errors import BenchError
-from bench.evaluations.clip_preprocess import preprocess_pil, preprocess_tensor
+from bench.evaluations.clip_preprocess import check_preprocessing, preprocess_pil, preprocess_tensor
 from bench.evaluations.imagereward_model import (
     ImageRewardArch,
     ImageRewardModel,
@@ -127,8 +127,7 @@ class ImageRewardScorer(Scorer):
         arch: ImageRewardArch | None = None,
     ):
         super().__init__(device)
-        if preprocessing not in ("tensor", "pil"):
-            raise BenchError(f"imagereward: preprocessing must be 'tensor' or 'pil', got {preprocessing!r}")
+        check_preprocessing("imagereward", preprocessing)
         path = find_weights(weights)
         tokenizer = load_tokenizer(find_tokenizer(path.parent))
         arch = arch or ImageRewardArch()
@@ -153,8 +152,7 @@ class ImageRewardScorer(Scorer):
         dtype: torch.dtype = torch.float32,
     ) -> ImageRewardScorer:
         """Wrap an already built model and tokenizer (tests use a tiny random one)."""
-        scorer = cls.__new__(cls)
-        Scorer.__init__(scorer, device)
+        scorer = cls.without_weights(device)
         scorer._setup(model, tokenizer, preprocessing, dtype)
         return scorer
 

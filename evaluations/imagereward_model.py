@@ -6,7 +6,7 @@ Xu et al. 2023, "ImageReward: Learning and Evaluating Human Preferences for Text
 ``models/BLIP``). The official ``ImageReward.pt`` is the plain ``state_dict()`` of ``ImageReward(blip, mlp)``:
 
 - ``blip.visual_encoder``: BLIP's timm-style ViT-L/16 at 224 px (LayerNorm eps 1e-6, exact GELU, final norm);
-  transformers' ``BlipVisionModel`` has the same computation under other names (table in ``_RULES``).
+  transformers' ``BlipVisionModel`` has the same computation under other names (table in ``_KEY_MAP``).
 - ``blip.text_encoder``: BLIP's "med" BERT with a cross-attention block in every layer; transformers'
   ``BlipTextModel(add_pooling_layer=False)`` with ``is_decoder=True`` in its config (that flag is what builds
   the cross-attention blocks) uses the same names. We call it with ``is_decoder=False`` (the default of its
@@ -128,42 +128,32 @@ def standardise(raw: torch.Tensor) -> torch.Tensor:
     return (raw - REWARD_MEAN) / REWARD_STD
 
 
-# (official pattern, module replacement), applied in order by ``official_to_module_key``; a None replacement
-# drops the key. Patterns are anchored at the start of the key.
-_RULES: list[tuple[str, str | None]] = [
-    (r"blip\.visual_encoder\.cls_token$", "visual_encoder.embeddings.class_embedding"),
-    (r"blip\.visual_encoder\.pos_embed$", "visual_encoder.embeddings.position_embedding"),
-    (r"blip\.visual_encoder\.patch_embed\.proj\.", "visual_encoder.embeddings.patch_embedding."),
-    (r"blip\.visual_encoder\.blocks\.(\d+)\.norm(\d)\.", r"visual_encoder.encoder.layers.\1.layer_norm\2."),
-    (r"blip\.visual_encoder\.blocks\.(\d+)\.attn\.qkv\.", r"visual_encoder.encoder.layers.\1.self_attn.qkv."),
-    (
-        r"blip\.visual_encoder\.blocks\.(\d+)\.attn\.proj\.",
-        r"visual_encoder.encoder.layers.\1.self_attn.projection.",
-    ),
-    (r"blip\.visual_encoder\.blocks\.(\d+)\.mlp\.(fc\d)\.", r"visual_encoder.encoder.layers.\1.mlp.\2."),
-    (r"blip\.visual_encoder\.norm\.", "visual_encoder.post_layernorm."),
-    (r"blip\.text_encoder\.embeddings\.position_ids$", None),
-    (r"blip\.text_encoder\.", "text_encoder."),
-    (r"blip\.(vision|text)_proj\.", None),
-    (r"mlp\.", "mlp."),
+# One table for both directions: (official name, module name), matched as key prefixes; "{n}" is a number
+# carried across and a trailing "$" means the whole key. Dropped official keys are not used by scoring.
+_KEY_MAP: list[tuple[str, str]] = [
+    ("blip.visual_encoder.cls_token$", "visual_encoder.embeddings.class_embedding$"),
+    ("blip.visual_encoder.pos_embed$", "visual_encoder.embeddings.position_embedding$"),
+    ("blip.visual_encoder.patch_embed.proj.", "visual_encoder.embeddings.patch_embedding."),
+    ("blip.visual_encoder.blocks.{n}.norm{n}.", "visual_encoder.encoder.layers.{n}.layer_norm{n}."),
+    ("blip.visual_encoder.blocks.{n}.attn.qkv.", "visual_encoder.encoder.layers.{n}.self_attn.qkv."),
+    ("blip.visual_encoder.blocks.{n}.attn.proj.", "visual_encoder.encoder.layers.{n}.self_attn.projection."),
+    ("blip.visual_encoder.blocks.{n}.mlp.fc{n}.", "visual_encoder.encoder.layers.{n}.mlp.fc{n}."),
+    ("blip.visual_encoder.norm.", "visual_encoder.post_layernorm."),
+    ("blip.text_encoder.", "text_encoder."),
+    ("mlp.", "mlp."),
 ]
+_DROPPED = [r"blip\.text_encoder\.embeddings\.position_ids$", r"blip\.(vision|text)_proj\."]
 
-# The inverse, module name -> official name, for writing checkpoints in the official layout (tests do).
-_INVERSE_RULES: list[tuple[str, str]] = [
-    (r"visual_encoder\.embeddings\.class_embedding$", "blip.visual_encoder.cls_token"),
-    (r"visual_encoder\.embeddings\.position_embedding$", "blip.visual_encoder.pos_embed"),
-    (r"visual_encoder\.embeddings\.patch_embedding\.", "blip.visual_encoder.patch_embed.proj."),
-    (r"visual_encoder\.encoder\.layers\.(\d+)\.layer_norm(\d)\.", r"blip.visual_encoder.blocks.\1.norm\2."),
-    (r"visual_encoder\.encoder\.layers\.(\d+)\.self_attn\.qkv\.", r"blip.visual_encoder.blocks.\1.attn.qkv."),
-    (
-        r"visual_encoder\.encoder\.layers\.(\d+)\.self_attn\.projection\.",
-        r"blip.visual_encoder.blocks.\1.attn.proj.",
-    ),
-    (r"visual_encoder\.encoder\.layers\.(\d+)\.mlp\.(fc\d)\.", r"blip.visual_encoder.blocks.\1.mlp.\2."),
-    (r"visual_encoder\.post_layernorm\.", "blip.visual_encoder.norm."),
-    (r"text_encoder\.", "blip.text_encoder."),
-    (r"mlp\.", "mlp."),
-]
+
+def _rule(source: str, target: str) -> tuple[str, str]:
+    """A (regex, replacement) pair from two templates of ``_KEY_MAP``."""
+    pattern = re.escape(source.rstrip("$")).replace(r"\{n\}", r"(\d+)") + ("$" if source.endswith("$") else "")
+    groups = iter(range(1, 10))
+    return pattern, re.sub(r"\{n\}", lambda _: f"\\g<{next(groups)}>", target.rstrip("$"))
+
+
+_RULES: list[tuple[str, str | None]] = [(p, None) for p in _DROPPED] + [_rule(o, m) for o, m in _KEY_MAP]
+_INVERSE_RULES: list[tuple[str, str]] = [_rule(m, o) for o, m in _KEY_MAP]
 
 
 def _apply(rules, key: str) -> str | None:

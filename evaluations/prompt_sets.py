@@ -12,18 +12,7 @@ import json
 from pathlib import Path
 
 from bench.errors import BenchError
-
-PROMPT_DIR = Path(__file__).resolve().parent / "prompts"
-
-
-def shipped_file(name: str) -> Path | None:
-    """The file of shipped set ``name`` (``drawbench-dpok`` or ``drawbench-dpok-v1``), or None."""
-    for suffix in (".txt", ".jsonl"):
-        if (PROMPT_DIR / f"{name}{suffix}").is_file():
-            return PROMPT_DIR / f"{name}{suffix}"
-    versions = [p for p in PROMPT_DIR.glob(f"{name}-v*") if p.suffix in (".txt", ".jsonl")]
-    versions = [p for p in versions if p.stem.rsplit("-v", 1)[-1].isdigit()]
-    return max(versions, key=lambda p: int(p.stem.rsplit("-v", 1)[-1])) if versions else None
+from bench.prompts import PROMPT_DIR, shipped_file  # noqa: F401  (re-exported)
 
 
 def _from_file(path: Path, cache_dir: str | None):

@@ -43,8 +43,9 @@ def measure(folder: str | Path, n: int = 64) -> dict:
     df, _ = _oracle_mean(pipe, oracle, load_prompts("shapes-demo"), n)
     out["demo"] = df.groupby("prompt").value.mean().to_dict()
     out["families"] = {}
+    train = set(load_prompts("shapes-train"))  # read once, not once per prompt
     for family in FAMILIES:
-        prompts = [p for p in load_prompts(f"shapes-family-{family}") if p in set(load_prompts("shapes-train"))]
+        prompts = [p for p in load_prompts(f"shapes-family-{family}") if p in train]
         df, _ = _oracle_mean(pipe, oracle, prompts, 16)
         out["families"][family] = {"prompts": len(prompts), "mean_ci": bootstrap_ci(df.value)}
     images, _, _ = sample(pipe, ["a circle"], n, SHAPES_SAMPLING)

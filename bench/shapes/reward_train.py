@@ -46,20 +46,14 @@ class RewardTrainConfig:
 
 def sample_dataset(pipe, cfg: RewardTrainConfig, progress=None):
     """Images of the pretrained model and their prompts (fixed data seeds)."""
-    from bench.sampling import PromptCache, rollout
+    from bench.evaluate import generate
 
     prompts = [
         p for p in load_prompts("shapes-train") + load_prompts("shapes-simple") for _ in range(cfg.samples_per_prompt)
     ]
     prompts += [c for c, _ in itertools.islice(pretraining_pairs(cfg.seed + 11), cfg.pretraining_captions)]
     seeds = [DATA_SEED_BASE + i for i in range(len(prompts))]
-    cache, images = PromptCache(pipe), []
-    for start in range(0, len(prompts), 64):
-        part = slice(start, start + 64)
-        images.append(rollout(pipe, prompts[part], seeds[part], SHAPES_SAMPLING, cache, reference=False).images)
-        if progress:
-            progress(min(start + 64, len(prompts)), len(prompts))
-    return torch.cat(images), prompts
+    return generate(pipe, prompts, seeds, SHAPES_SAMPLING, progress=progress), prompts
 
 
 def noisy_labels(gold: torch.Tensor, cfg: RewardTrainConfig) -> torch.Tensor:

@@ -25,7 +25,8 @@ import random
 import sys
 from pathlib import Path
 
-import bench.evaluations
+from bench.prompts import PROMPT_DIR as PROMPTS_DIR
+from bench.prompts import read_prompt_file as read_prompts  # noqa: F401  (the split files' reader)
 from bench.shapes.grammar import SHAPES, Caption, Phrase
 from bench.shapes.world import UNUSUAL_COLOURS, USUAL_COLOURS
 
@@ -33,7 +34,6 @@ VERSION = "v1"
 SEED = 0
 HELDOUT_FRACTION = 0.25
 FAMILIES = ("color", "composition", "count", "location")
-PROMPTS_DIR = Path(bench.evaluations.__file__).resolve().parent / "prompts"
 
 
 def _family(name: str) -> list[tuple[object, str]]:
@@ -120,12 +120,6 @@ def write_splits(folder: str | Path = PROMPTS_DIR) -> list[Path]:
         path.write_text(header + "".join(p + "\n" for p in prompts))
         paths.append(path)
     return paths
-
-
-def read_prompts(path: str | Path) -> list[str]:
-    """Prompts of a split file, skipping ``#`` comment lines and blank lines."""
-    lines = (line.strip() for line in Path(path).read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
 
 
 if __name__ == "__main__":
