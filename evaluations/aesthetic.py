@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
-from bench.evaluations.clip_preprocess import check_preprocessing, preprocess_pil, preprocess_tensor
+from bench.evaluations.clip_preprocess import check_preprocessing, preprocess
 from bench.evaluations.reward_mlp import RewardMLP
-from bench.scoring import Scorer, to_uint8
+from bench.scoring import Scorer
 
 WEIGHTS_FILE = "sac+logos+ava1-l14-linearMSE.pth"
 WEIGHTS_ENV = "BENCH_AESTHETIC_DIR"
@@ -125,13 +125,7 @@ class AestheticScorer(Scorer):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """L2-normalised CLIP image embeddings (N, projection_dim), float32."""
-        size = self.clip.config.image_size
-        if self.preprocessing == "pil":
-            from PIL import Image
-
-            pixels = preprocess_pil([Image.fromarray(a) for a in to_uint8(images).numpy()], size)
-        else:
-            pixels = preprocess_tensor(images, size)
+        pixels = preprocess(images, self.clip.config.image_size, self.preprocessing)
         embeds = self.clip(pixel_values=pixels.to(self.device, self.dtype)).image_embeds.float()
         return embeds / embeds.norm(dim=-1, keepdim=True)
 

@@ -88,3 +88,12 @@ def preprocess_pil(images: Sequence[Image.Image], size: int) -> torch.Tensor:
         arrays.append(np.asarray(image, dtype=np.uint8))
     pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
     return normalize(pixels)
+
+
+def preprocess(images: torch.Tensor, size: int, preprocessing: str) -> torch.Tensor:
+    """Float NCHW in [0, 1] to CLIP-normalised pixels at ``size``, by the exact PIL path or the tensor one."""
+    if preprocessing == "pil":
+        from bench.scoring import to_uint8
+
+        return preprocess_pil([Image.fromarray(a) for a in to_uint8(images).numpy()], size)
+    return preprocess_tensor(images, size)

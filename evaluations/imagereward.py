@@ -27,14 +27,14 @@ from pathlib import Path
 import torch
 
 from bench.errors import BenchError
-from bench.evaluations.clip_preprocess import check_preprocessing, preprocess_pil, preprocess_tensor
+from bench.evaluations.clip_preprocess import check_preprocessing, preprocess
 from bench.evaluations.imagereward_model import (
     ImageRewardArch,
     ImageRewardModel,
     build_from_state_dict,
     standardise,
 )
-from bench.scoring import Scorer, to_uint8
+from bench.scoring import Scorer
 
 WEIGHTS_FILE = "ImageReward.pt"
 WEIGHTS_ENV = "BENCH_IMAGEREWARD_DIR"
@@ -175,14 +175,7 @@ class ImageRewardScorer(Scorer):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Float NCHW in [0, 1] to CLIP-normalised pixels at the model's resolution."""
-        size = self.model.arch.image_size
-        if self.preprocessing == "pil":
-            from PIL import Image
-
-            pixels = preprocess_pil([Image.fromarray(a) for a in to_uint8(images).numpy()], size)
-        else:
-            pixels = preprocess_tensor(images, size)
-        return pixels.to(self.device, self.dtype)
+        return preprocess(images, self.model.arch.image_size, self.preprocessing).to(self.device, self.dtype)
 
     def score(
         self, images: torch.Tensor, prompts: Sequence[str], metadata: Sequence[dict] | None = None
