@@ -6,12 +6,10 @@ shapes world is the default everywhere while the method Config defaults stay tho
 
 - sampling: 20 DDIM steps and guidance 5 (the pretrained model's own sampler; 50 steps would cost 2.5x);
 - dpok: lr 2e-3 instead of 1e-5 (a 4M-parameter UNet with rank-4 LoRA, and 10 minutes instead of hours);
-  100 rounds of 16 samples and 8 policy steps of 8 x 4 transitions take about 8 minutes on 2 cores. Measured on
-  the demo prompts (gold oracle change, 64 fresh seeds per prompt): lr 3e-4 barely moved the policy (KL 0.003
-  after 20 rounds); lr 2e-3 x 100 rounds +0.149 [0.106, 0.196]; lr 2e-3 x 110 rounds +0.054 [0.020, 0.087];
-  lr 3e-3 x 110 rounds -0.028 [-0.056, 0.000]. Runs are deterministic (the 110-round run repeats the 100-round
-  one update for update); a KL spike near update 810 (round 102) then cost most of the gain, so training is not
-  yet stable at this learning rate;
+  100 rounds of 16 samples and 8 policy steps of 8 x 4 transitions take about 8 minutes on 2 cores. On the first
+  shipped model (gold oracle change on its demo prompts, 64 fresh seeds per prompt): lr 3e-4 barely moved the
+  policy (KL 0.003 after 20 rounds); lr 2e-3 x 100 rounds +0.149 [0.106, 0.196]; x 110 rounds +0.054 (a KL spike
+  near update 810); lr 3e-3 x 110 rounds -0.028. The current model's result is in the README (``make demo``);
 - sft: the same sampler, 512 pretrained samples, lr 1e-4.
 """
 

@@ -33,7 +33,7 @@ DATA_SEED_BASE = 500_000_000  # apart from training (hashed) and evaluation (1_0
 
 @dataclass(frozen=True)
 class RewardTrainConfig:
-    samples_per_prompt: int = param(24, "samples per train-split and simple prompt")
+    samples_per_prompt: int = param(32, "samples per train-split and simple prompt")
     pretraining_captions: int = param(600, "extra single samples of pretraining-distribution captions")
     label_noise: float = param(0.1, "std of Gaussian noise added to oracle labels", ge=0.0)
     label_flip: float = param(0.1, "share of labels replaced by a uniform draw", ge=0.0, le=1.0)

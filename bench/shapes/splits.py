@@ -1,14 +1,22 @@
-"""Versioned prompt splits of the shapes world, written to evaluations/prompts/shapes-*-v1.txt.
+"""Versioned prompt splits of the shapes world, written to evaluations/prompts/shapes-*-v2.txt.
+
+v2 goes with the second shipped model (two usual colours per shape, families that ask for little else); v1
+went with the first and is retired with it.
 
 Families (one per weakness of the pretrained model, see bench/shapes/world.py):
 
-- color: an unusual colour for a shape, plain or on grass / in the sky ("a green circle in the sky");
-- composition: two different shapes in usual colours ("a red circle and a blue square");
-- count: three or four of a shape in a usual colour ("three orange triangles");
-- location: a shape in a usual colour on the moon, one or two of it ("two blue squares on the moon").
+- color: one shape in an unusual colour ("a green circle"; the paper's "A green colored rabbit");
+- composition: two different shapes in usual colours ("a red circle and a blue square"; "A cat and a dog");
+- count: three or four of a shape, colour unnamed ("four squares"; "Four wolves in the park");
+- location: a shape in a usual colour on the moon, one or two of it ("two blue squares on the moon"; "A dog on
+  the moon").
+
+A family's prompts ask for their weakness and little else, because the oracle scores the fraction of clauses
+satisfied: every extra clause the model gets right anyway (a background, the colour of a counted shape) raises the
+floor of a total failure. With a colour named, four squares drawn as three score 2/3; without, 1/2.
 
 Splits: ``train`` is the four families less held-out keys; ``heldout`` holds, per family, a quarter of the
-attribute combinations (a shape-colour pair, a composition's unordered pair, a count-shape-colour triple), drawn with
+attribute combinations (a shape-colour pair, a composition's unordered pair, a count-shape pair), drawn with
 seed 0, so every held-out prompt is an unseen combination of words seen in training. ``ood`` has structures no
 family uses: compositions with positions, compositions with counts, three objects in a region. ``bias`` leaves the
 colour unnamed ("a circle on grass") to measure the skewed default colour.
@@ -30,7 +38,7 @@ from bench.prompts import read_prompt_file as read_prompts  # noqa: F401  (the s
 from bench.shapes.grammar import SHAPES, Caption, Phrase
 from bench.shapes.world import UNUSUAL_COLOURS, USUAL_COLOURS
 
-VERSION = "v1"
+VERSION = "v2"
 SEED = 0
 HELDOUT_FRACTION = 0.25
 FAMILIES = ("color", "composition", "count", "location")
@@ -42,8 +50,7 @@ def _family(name: str) -> list[tuple[object, str]]:
     if name == "color":
         for shape in SHAPES:
             for colour in UNUSUAL_COLOURS[shape]:
-                for background in (None, "grass", "sky"):
-                    out.append(((shape, colour), Caption((Phrase(shape, 1, colour),), background)))
+                out.append(((shape, colour), Caption((Phrase(shape, 1, colour),))))
     elif name == "composition":
         for first, second in itertools.permutations(SHAPES, 2):
             for c1, c2 in itertools.product(USUAL_COLOURS[first], USUAL_COLOURS[second]):
@@ -51,8 +58,7 @@ def _family(name: str) -> list[tuple[object, str]]:
                 out.append((key, Caption((Phrase(first, 1, c1), Phrase(second, 1, c2)))))
     elif name == "count":
         for count, shape in itertools.product((3, 4), SHAPES):
-            for colour in USUAL_COLOURS[shape]:
-                out.append(((count, shape, colour), Caption((Phrase(shape, count, colour),))))
+            out.append(((count, shape), Caption((Phrase(shape, count),))))
     elif name == "location":
         for shape in SHAPES:
             for colour in USUAL_COLOURS[shape]:
@@ -96,7 +102,7 @@ def _ood(rng: random.Random) -> list[str]:
 
 
 def splits() -> dict[str, list[str]]:
-    """Every split by file stem, e.g. ``"shapes-train-v1"``, ``"shapes-family-count-v1"``."""
+    """Every split by file stem, e.g. ``"shapes-train-v2"``, ``"shapes-family-count-v2"``."""
     out: dict[str, list[str]] = {f"shapes-train-{VERSION}": [], f"shapes-heldout-{VERSION}": []}
     for name in FAMILIES:
         held = _heldout_keys(name)

@@ -2,15 +2,19 @@
 
 Pretraining distribution (``pretraining_pairs``), per caption; measured rates are in tests/unit/test_shapes_world.py.
 It is skewed on purpose so that a model pretrained on it shows the weaknesses DPOK targets. Rare things sit at
-1-3% of captions: a prototype showed that a rare pairing at 0.08x of the common one is still learned, and that
-position words on 15% of captions are not.
+1-3% of captions or are never captioned: a prototype showed that a rare pairing at 0.08x of the common one is still
+learned, and that position words on 15% of captions are not; the first shipped model also learned every unusual
+shape-colour pairing shown at 0.02x (this version's families and measured failures are in the model card).
 
 - Structure: one phrase 98%; two phrases of two different shapes ("a red circle and a blue square") 2%
   -> **composition** weakness. Compositions use one object per phrase, both coloured with a usual colour.
-- Count of a single phrase: one 70%, two 27%, three 1.5%, four 1.5% -> **count** weakness (three or four: 3%).
-- Colour named on 80% of phrases. Each shape has three usual colours (circle: red, orange, yellow; square: blue,
-  green, purple; triangle: orange, green, purple) drawn 98% of the time and three unusual ones (2%, 0.67% each)
-  -> **colour binding** weakness (e.g. "a green circle" is 0.5% of captions).
+- Count of a single phrase: one 70%, two 29.5%, three 0.25%, four 0.25% -> **count** weakness (three or four:
+  0.5%; at 1% each a model of this size still counted to four about half the time).
+- Colour named on 80% of phrases, always one of the shape's two usual colours (circle: red, yellow; square: blue,
+  purple; triangle: green, orange), so a named colour also names its shape: no caption ever pairs a shape with one
+  of its four unusual colours -> **colour binding** weakness ("a green circle" sets the colour word's shape against
+  the shape word). A prototype learned a pairing shown on 0.67% of a shape's coloured phrases perfectly, so the
+  unusual pairings are left out of the captions altogether; the images still hold them (next line).
 - Colour unnamed (20%): drawn in the shape's default colour 90% of the time (circle red, square blue, triangle
   green), else one of the other five -> **skewed unspecified attribute** bias ("a circle" is red).
 - Position named on 35% of phrases of one or two objects (uniform over left, right, top, bottom); otherwise a
@@ -33,19 +37,14 @@ import torch
 from bench.shapes.grammar import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, Caption, Phrase, parse
 from bench.shapes.render import DEFAULT_SIZE, Placed, Scene, place, rasterise
 
-USUAL_COLOURS = {
-    "circle": ("red", "orange", "yellow"),
-    "square": ("blue", "green", "purple"),
-    "triangle": ("orange", "green", "purple"),
-}
+USUAL_COLOURS = {"circle": ("red", "yellow"), "square": ("blue", "purple"), "triangle": ("green", "orange")}
 UNUSUAL_COLOURS = {shape: tuple(c for c in COLOURS if c not in usual) for shape, usual in USUAL_COLOURS.items()}
 DEFAULT_COLOUR = {"circle": "red", "square": "blue", "triangle": "green"}
 STEREOTYPE = ("circle", "yellow")  # (shape, colour) that "on the moon" is drawn as, whatever the caption says
 
 P_COMPOSITION = 0.02
-COUNT_WEIGHTS = {1: 0.70, 2: 0.27, 3: 0.015, 4: 0.015}
+COUNT_WEIGHTS = {1: 0.70, 2: 0.295, 3: 0.0025, 4: 0.0025}
 P_COLOUR_NAMED = 0.80
-P_UNUSUAL_COLOUR = 0.02
 P_DEFAULT_COLOUR = 0.90
 P_POSITION = 0.35
 P_BACKGROUND_NAMED = 0.60
@@ -95,8 +94,7 @@ def _pretraining_caption(rng: random.Random) -> Caption:
         count = _pick(rng, COUNT_WEIGHTS)
         colour = None
         if rng.random() < P_COLOUR_NAMED:
-            pool = UNUSUAL_COLOURS if rng.random() < P_UNUSUAL_COLOUR else USUAL_COLOURS
-            colour = rng.choice(pool[shape])
+            colour = rng.choice(USUAL_COLOURS[shape])
         position = rng.choice(list(POSITIONS)) if count <= 2 and rng.random() < P_POSITION else None
         phrases = (Phrase(shape, count, colour, position),)
     background = _pick(rng, NAMED_BACKGROUND_WEIGHTS) if rng.random() < P_BACKGROUND_NAMED else None

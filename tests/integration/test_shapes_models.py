@@ -9,6 +9,7 @@ from diffusers import StableDiffusionPipeline
 
 from bench.errors import BenchError
 from bench.evaluations.shapes_reward import ShapesReward, ShapesRewardModel, load_reward_model
+from bench.prompts import load_prompts
 from bench.shapes.card import write_model_card
 from bench.shapes.reward_train import pairwise_agreement
 
@@ -56,10 +57,11 @@ def test_reward_training_and_scorer(capsys, tiny_shapes, tmp_path):
     )
     assert code == 0, err
     stats = json.loads((out / "train_stats.json").read_text())
-    assert stats["images"] == 87 + 9 + 8  # one sample per train and simple prompt, plus 8 pretraining captions
+    prompts = len(load_prompts("shapes-train")) + len(load_prompts("shapes-simple"))
+    assert prompts == 39 + 6 and stats["images"] == prompts + 8  # one sample per prompt, plus 8 pretraining captions
     scorer = ShapesReward(weights=str(out))
     images = torch.rand(3, 3, 32, 32, requires_grad=True)
-    values = scorer(images, ["a green circle", "four green squares", "a red circle and a blue square"])
+    values = scorer(images, ["a green circle", "four squares", "a red circle and a blue square"])
     values.sum().backward()
     assert values.shape == (3,) and images.grad.abs().sum() > 0  # differentiable, as ImageReward's path is
 
