@@ -9,7 +9,9 @@ shapes world is the default everywhere while the method Config defaults stay tho
   100 rounds of 16 samples and 8 policy steps of 8 x 4 transitions take about 8 minutes on 2 cores. On the first
   shipped model (gold oracle change on its demo prompts, 64 fresh seeds per prompt): lr 3e-4 barely moved the
   policy (KL 0.003 after 20 rounds); lr 2e-3 x 100 rounds +0.149 [0.106, 0.196]; x 110 rounds +0.054 (a KL spike
-  near update 810); lr 3e-3 x 110 rounds -0.028. The current model's result is in the README (``make demo``);
+  near update 810); lr 3e-3 x 110 rounds -0.028. On the current model (demo prompts v2): lr 2e-3 x 100 rounds
+  +0.124 [0.076, 0.169] (the README's ``make demo``; proxy +0.076, quality -0.002); lr 3e-3 x 100 rounds -0.007
+  [-0.048, 0.030]. The gain is real at 2e-3 but short of +0.15 and sensitive to the learning rate;
 - sft: the same sampler, 512 pretrained samples, lr 1e-4.
 """
 
