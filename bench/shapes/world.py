@@ -2,7 +2,7 @@
 
 Pretraining distribution (``pretraining_pairs``), per caption; measured rates are in tests/unit/test_shapes_world.py.
 It is skewed on purpose so that a model pretrained on it shows the weaknesses DPOK targets. Rare things sit at
-1-3% of captions or are never captioned: a prototype showed that a rare pairing at 0.08x of the common one is still
+0.5-3% of captions or are never captioned: a prototype showed that a rare pairing at 0.08x of the common one is still
 learned, and that position words on 15% of captions are not; the first shipped model also learned every unusual
 shape-colour pairing shown at 0.02x (this version's families and measured failures are in the model card).
 
@@ -13,8 +13,8 @@ shape-colour pairing shown at 0.02x (this version's families and measured failur
 - Colour named on 80% of phrases, always one of the shape's two usual colours (circle: red, yellow; square: blue,
   purple; triangle: green, orange), so a named colour also names its shape: no caption ever pairs a shape with one
   of its four unusual colours -> **colour binding** weakness ("a green circle" sets the colour word's shape against
-  the shape word). A prototype learned a pairing shown on 0.67% of a shape's coloured phrases perfectly, so the
-  unusual pairings are left out of the captions altogether; the images still hold them (next line).
+  the shape word). The first shipped model learned pairings on 0.67% of a shape's coloured phrases perfectly, so
+  the unusual pairings are left out of the captions altogether; the images still hold them (next line).
 - Colour unnamed (20%): drawn in the shape's default colour 90% of the time (circle red, square blue, triangle
   green), else one of the other five -> **skewed unspecified attribute** bias ("a circle" is red).
 - Position named on 35% of phrases of one or two objects (uniform over left, right, top, bottom); otherwise a
