@@ -11,8 +11,8 @@ shapes world is the default everywhere while the method Config defaults stay tho
   policy (KL 0.003 after 20 rounds); lr 2e-3 x 100 rounds +0.149 [0.106, 0.196]; x 110 rounds +0.054 (a KL spike
   near update 810); lr 3e-3 x 110 rounds -0.028. On the current model (demo prompts v2): lr 2e-3 x 100 rounds
   +0.124 [0.076, 0.169] (the README's ``make demo``; proxy +0.076, quality -0.002); lr 3e-3 x 100 rounds -0.007
-  [-0.048, 0.030]; lr 1.5e-3 x 100 rounds -0.082 [-0.120, -0.046]. Short of +0.15, and not robust to the
-  learning rate: how much of the 2e-3 gain is a lucky draw needs a seed sweep;
+  [-0.048, 0.030]; lr 1.5e-3 x 100 rounds -0.082 [-0.120, -0.046]; lr 2e-3 with --seed 1 +0.064 [0.021, 0.104].
+  Short of +0.15 and not robust to the learning rate; a wider seed sweep would give the gain's spread;
 - sft: the same sampler, 512 pretrained samples, lr 1e-4.
 """
 
