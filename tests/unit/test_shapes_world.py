@@ -8,7 +8,7 @@ import pytest
 from bench.shapes import grammar_words, parse, random_caption, render_batch, sample_pretraining
 from bench.shapes.grammar import Caption, Phrase
 from bench.shapes.render import BACKGROUND_RGB, GAP, OBJECT_RGB, Placed, Scene, box_range, rasterise
-from bench.shapes.splits import PROMPTS_DIR, read_prompts, splits
+from bench.shapes.splits import PROMPTS_DIR, VERSION, read_prompts, splits
 from bench.shapes.world import DEFAULT_COLOUR, UNUSUAL_COLOURS, scene_from_caption
 
 
@@ -98,14 +98,14 @@ def test_pretraining_distribution_has_the_documented_frequencies():
     assert abs(len(coloured) / len(singles) - 0.80) < 0.02
     named = [p for c in captions for p in c.phrases if p.colour]
     assert not any(p.colour in UNUSUAL_COLOURS[p.shape] for p in named)  # never captioned, only drawn unnamed
+    scenes = [scene for _, scene in pairs]
     drawn_unusual = [
-        o for c, (_, s) in zip(captions, pairs, strict=True) if not c.phrases[0].colour and c.background != "moon"
+        o for c, s in zip(captions, scenes, strict=True) if not c.phrases[0].colour and c.background != "moon"
         for o in s.objects if o.colour in UNUSUAL_COLOURS[o.shape]
     ]  # fmt: skip
     assert drawn_unusual
     few = [c.phrases[0] for c in singles if c.phrases[0].count <= 2]
     assert abs(sum(p.position is not None for p in few) / len(few) - 0.35) < 0.02
-    scenes = [scene for _, scene in pairs]
     moon = [(c, s) for c, s in zip(captions, scenes, strict=True) if c.background == "moon"]
     assert abs(len(moon) / n - 0.02) < 0.005
     yellow_circle = lambda p: (p.shape, p.count, p.colour) == ("circle", 1, "yellow")  # noqa: E731
@@ -128,18 +128,20 @@ def test_split_files_match_the_generator_and_parse():
         assert all(len(p.split()) <= 13 for p in prompts)
         for prompt in prompts:
             parse(prompt)
-    assert (PROMPTS_DIR / "shapes-train-v2.txt").read_text().startswith("# shapes-train-v2")
+    assert (PROMPTS_DIR / f"shapes-train-{VERSION}.txt").read_text().startswith(f"# shapes-train-{VERSION}")
 
 
 def test_heldout_is_unseen_combinations_of_seen_words():
     made = splits()
-    train, heldout = made["shapes-train-v2"], made["shapes-heldout-v2"]
+    train, heldout = made[f"shapes-train-{VERSION}"], made[f"shapes-heldout-{VERSION}"]
     assert not set(train) & set(heldout) and len(heldout) >= 12
     assert {w for p in heldout for w in p.split()} <= {w for p in train for w in p.split()}
-    colour_family = set(made["shapes-family-color-v2"])
+    colour_family = set(made[f"shapes-family-color-{VERSION}"])
     held_pairs = {(c.phrases[0].shape, c.phrases[0].colour) for c in map(parse, set(heldout) & colour_family)}
     train_pairs = {(c.phrases[0].shape, c.phrases[0].colour) for c in map(parse, set(train) & colour_family)}
     assert len(held_pairs) == 3 and len(train_pairs) == 9 and not held_pairs & train_pairs
-    ood_structures = {(len(c.phrases), any(p.position for p in c.phrases)) for c in map(parse, made["shapes-ood-v2"])}
+    ood_structures = {
+        (len(c.phrases), any(p.position for p in c.phrases)) for c in map(parse, made[f"shapes-ood-{VERSION}"])
+    }
     assert (2, True) in ood_structures  # positioned compositions appear only out of distribution
     assert not any(len(parse(p).phrases) == 2 and parse(p).phrases[0].position for p in train)
