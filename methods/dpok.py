@@ -39,6 +39,12 @@ Departures from the official code:
     10. Rewards are used as the scorer returns them; ImageReward's fixed standardisation
         (r - 0.16717) / 1.03334 is applied by the ``imagereward`` scorer itself, as the official ``utils.py`` does.
     11. ``baseline=mean`` (a per-prompt running mean of rewards) and ``baseline=none`` are options for ablations.
+    12. ``min_std`` (default 0: every stochastic step, as the official code) leaves the steps whose sampling std
+        sigma_t is at most it out of the buffer and the loss; they are still sampled. With the mean log-prob, a step's
+        gradient scales with c_t / sigma_t (c_t = d mu / d eps), so a near-deterministic step can carry most of the
+        gradient's norm: on the shapes model (DDIM 20 steps) the step t = 51 -> 1 (sigma 0.041) had 10-20x the
+        gradient norm of every other step, and two halves of 128 trajectories agreed on its direction with cosine
+        0.09 (0.1-0.4 on the early steps, which decide colour, shape and count).
 """
 
 from __future__ import annotations
@@ -70,6 +76,9 @@ class DPOKConfig(OptimConfig):
     value_steps: int = param(5, "MSE steps of V before each round's policy steps (--v_step 5)", ge=0)
     value_batch_size: int = param(256, "transitions per value step (official: 256)", ge=1)
     value_lr: float = param(1e-4, "AdamW learning rate of V (official: 1e-4)", gt=0.0)
+    min_std: float = param(
+        0.0, "steps whose sampling std sigma_t is at most this are not trained (0: every stochastic step)", ge=0.0
+    )
     logprob_reduction: str = param("mean", "log-prob over latent dims: mean (official) or sum", choices=REDUCTIONS)
     kl_estimator: str = param(
         "mse", "per-step KL: mse of noise predictions (official) or closed_form", choices=KL_ESTIMATORS
@@ -125,7 +134,7 @@ class DPOK(Method):
         prompt_ids, seeds = ctx.round_prompts(hp.samples_per_round)
         rollout = ctx.rollout(prompt_ids, seeds, reduction=hp.logprob_reduction, kl_estimator=hp.kl_estimator)
         rewards = ctx.reward(rollout.images, rollout.prompts).float().cpu()
-        transitions = rollout.transitions()
+        transitions = rollout.transitions(min_std=hp.min_std)
         sample = transitions.pop("sample")
         transitions["reward"] = rewards[sample]
         transitions["prompt_id"] = torch.as_tensor(prompt_ids)[sample]

@@ -122,3 +122,18 @@ def test_eta_zero_steps_are_not_actions(tiny_pipe):
     )
     assert not out.stochastic.any()
     assert len(out.transitions()["x_t"]) == 0
+
+
+def test_min_std_leaves_out_the_near_deterministic_steps(tiny_pipe):
+    sampling = SamplingConfig(num_steps=5, guidance_scale=3.0, eta=1.0)
+    out = rollout(tiny_pipe, PROMPTS, SEEDS, sampling, PromptCache(tiny_pipe), reference=False)
+    stds = out.stds.tolist()
+    assert len(stds) == 5 and min(stds) > 0
+    _, std = ddim_mean_std(tiny_pipe.scheduler, out.latents[:, 0], out.timesteps[:1], out.prev_timesteps[:1],
+                           out.latents[:, 0], sampling.eta)  # fmt: skip
+    assert abs(std.flatten()[0].item() - stds[0]) < 1e-6  # the recorded std is the sampler's sigma_t
+    threshold = sorted(stds)[1]  # keeps the steps strictly above the two smallest stds
+    kept = out.transitions(min_std=threshold)
+    assert len(kept["x_t"]) == len(PROMPTS) * 3
+    assert set(kept["timestep"].tolist()) == {int(t) for t, s in zip(out.timesteps, stds, strict=True) if s > threshold}
+    assert len(out.transitions()["x_t"]) == len(PROMPTS) * 5  # the default trains every stochastic step
