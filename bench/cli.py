@@ -204,7 +204,11 @@ def _pretrain_reward(out: Path | None, sets: list[str], tiny: bool, model: str) 
     from bench.models import resolve_model
     from bench.shapes.reward_train import RewardTrainConfig, train_shapes_reward
 
-    values = {"samples_per_prompt": 1, "pretraining_captions": 8, "epochs": 1, "batch_size": 8} if tiny else {}
+    values = (
+        {"samples_per_prompt": 1, "pretraining_captions": 8, "renders": 16, "epochs": 1, "batch_size": 8}
+        if tiny
+        else {}
+    )
     cfg = build(RewardTrainConfig, values | dict(parse_set(sets)))
     model_dir = resolve_model(model)
     _quiet_libraries()
