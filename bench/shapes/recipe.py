@@ -6,13 +6,17 @@ shapes world is the default everywhere while the method Config defaults stay tho
 
 - sampling: 20 DDIM steps and guidance 5 (the pretrained model's own sampler; 50 steps would cost 2.5x);
 - dpok: lr 2e-3 instead of 1e-5 (a 4M-parameter UNet with rank-4 LoRA, and 10 minutes instead of hours);
-  100 rounds of 16 samples and 8 policy steps of 8 x 4 transitions take about 8 minutes on 2 cores. On the first
-  shipped model (gold oracle change on its demo prompts, 64 fresh seeds per prompt): lr 3e-4 barely moved the
-  policy (KL 0.003 after 20 rounds); lr 2e-3 x 100 rounds +0.149 [0.106, 0.196]; x 110 rounds +0.054 (a KL spike
-  near update 810); lr 3e-3 x 110 rounds -0.028. On the current model (demo prompts v2): lr 2e-3 x 100 rounds
-  +0.124 [0.076, 0.169] (the README's ``make demo``; proxy +0.076, quality -0.002); lr 3e-3 x 100 rounds -0.007
-  [-0.048, 0.030]; lr 1.5e-3 x 100 rounds -0.082 [-0.120, -0.046]; lr 2e-3 with --seed 1 +0.064 [0.021, 0.104].
-  Short of +0.15 and not robust to the learning rate; a wider seed sweep would give the gain's spread;
+  100 rounds of 16 samples and 8 policy steps of 8 x 4 transitions take about 8 minutes on 2 cores. Gold oracle
+  change on the demo prompts, 64 fresh seeds per prompt:
+  - first shipped model: lr 3e-4 barely moved the policy (KL 0.003 after 20 rounds); lr 2e-3 x 100 rounds +0.149
+    [0.106, 0.196]; x 110 rounds +0.054 (a KL spike near update 810); lr 3e-3 x 110 rounds -0.028;
+  - current model, proxy before its matching pretraining: lr 2e-3 +0.124 [0.076, 0.169], with --seed 1 +0.064
+    [0.021, 0.104]; lr 3e-3 -0.007 [-0.048, 0.030]; lr 1.5e-3 -0.082 [-0.120, -0.046];
+  - current model and proxy: lr 2e-3 +0.083 [0.041, 0.124] (the README's ``make demo``; proxy +0.019); with
+    --min-std 0.05 --value-lr 1e-3 -0.020 [-0.059, 0.020].
+  Short of +0.15 and not robust: the training curve of the proxy reward stays flat, so the policy gradient is
+  mostly noise at about 400 samples per prompt (the paper: 20,000 per prompt). With the gold oracle as the reward,
+  40 rounds on one prompt changed it by -0.050 [-0.125, 0.028];
 - sft: the same sampler, 512 pretrained samples, lr 1e-4.
 """
 
