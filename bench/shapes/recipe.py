@@ -13,10 +13,10 @@ shapes world is the default everywhere while the method Config defaults stay tho
   - current model, proxy before its matching pretraining: lr 2e-3 +0.124 [0.076, 0.169], with --seed 1 +0.064
     [0.021, 0.104]; lr 3e-3 -0.007 [-0.048, 0.030]; lr 1.5e-3 -0.082 [-0.120, -0.046];
   - current model and proxy: lr 2e-3 +0.083 [0.041, 0.124] (the README's ``make demo``; proxy +0.019); with
-    --min-std 0.05 --value-lr 1e-3 -0.020 [-0.059, 0.020].
-  Short of +0.15 and not robust: the training curve of the proxy reward stays flat, so the policy gradient is
-  mostly noise at about 400 samples per prompt (the paper: 20,000 per prompt). With the gold oracle as the reward,
-  40 rounds on one prompt changed it by -0.050 [-0.125, 0.028];
+    --min-std 0.05 --value-lr 1e-3 -0.020 [-0.059, 0.020]; x 300 rounds (23.5 min) +0.045 [-0.005, 0.096].
+  Short of +0.15 and not robust: the proxy reward's training curve stays flat, over 300 rounds too, so the
+  policy gradient is mostly noise here (about 400 samples per prompt in 100 rounds; the paper used 20,000 per
+  prompt). With the gold oracle as the reward, 40 rounds on one prompt changed it by -0.050 [-0.125, 0.028];
 - sft: the same sampler, 512 pretrained samples, lr 1e-4.
 """
 
