@@ -130,14 +130,18 @@ class Rollout:
     timesteps: torch.Tensor  # (K,)
     prev_timesteps: torch.Tensor  # (K,)
     log_probs: torch.Tensor  # (B, K); 0 where the step is deterministic (std 0)
-    stochastic: torch.Tensor  # (K,) bool: std > 0, so the step is an action with a log-probability
     stds: torch.Tensor  # (K,) the step's standard deviation sigma_t (0 where deterministic)
     ref_eps: torch.Tensor | None  # (B, K, C, h, w) guided reference prediction, or None
     kl: torch.Tensor | None  # (B, K) KL estimate of the sampling policy to the reference
 
+    @property
+    def stochastic(self) -> torch.Tensor:
+        """(K,) bool: std > 0, so the step is an action with a log-probability."""
+        return self.stds > 0
+
     def transitions(self, min_std: float = 0.0) -> dict[str, torch.Tensor]:
         """Flatten the steps with std > ``min_std`` into per-transition tensors (normal tensors, safe for autograd)."""
-        steps = (self.stochastic & (self.stds > min_std)).nonzero().flatten()
+        steps = (self.stds > min_std).nonzero().flatten()  # min_std 0 keeps every action (std > 0)
         b = len(self.prompts)
         out = {
             "x_t": self.latents[:, steps],
@@ -187,7 +191,7 @@ def rollout(pipe, prompts, seeds, sampling, prompt_cache, *, reference: bool, re
     shape = latent_shape(pipe, len(prompts), sampling.height, sampling.width)
     x = randn_tensor(shape, generator=generators, device=device, dtype=dtype) * scheduler.init_noise_sigma
     step = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
-    latents, log_probs, ref_list, kls, stochastics, stds = [x], [], [], [], [], []
+    latents, log_probs, ref_list, kls, stds = [x], [], [], [], []
     for t in scheduler.timesteps:
         x_in = scheduler.scale_model_input(x, t)
         eps = guided_eps(pipe.unet, x_in, t, cond, uncond, sampling.guidance_scale)
@@ -199,7 +203,6 @@ def rollout(pipe, prompts, seeds, sampling, prompt_cache, *, reference: bool, re
             x_prev = mean
         stochastic = bool((std > 0).all())
         log_probs.append(gaussian_log_prob(x_prev, mean, std, reduction) if stochastic else x.new_zeros(len(x)))
-        stochastics.append(stochastic)
         stds.append(float(std.flatten()[0]) if stochastic else 0.0)
         if reference:
             with reference_policy(pipe.unet):
@@ -218,7 +221,6 @@ def rollout(pipe, prompts, seeds, sampling, prompt_cache, *, reference: bool, re
         timesteps=timesteps,
         prev_timesteps=timesteps - step,
         log_probs=torch.stack(log_probs, 1).float(),
-        stochastic=torch.tensor(stochastics),
         stds=torch.tensor(stds),
         ref_eps=torch.stack(ref_list, 1) if reference else None,
         kl=torch.stack(kls, 1).float() if reference else None,

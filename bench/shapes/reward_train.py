@@ -164,15 +164,18 @@ def train_shapes_reward(model_dir, out, cfg: RewardTrainConfig, progress=None, l
     test = torch.tensor(sorted(held))
     train_images, train_prompts, train_labels = training_pairs(images[train], [prompts[i] for i in train.tolist()],
                                                                labels[train], cfg)  # fmt: skip
-    tok = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True,
-                         return_tensors="pt")  # fmt: skip
-    train_tok = pipe.tokenizer(train_prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                               truncation=True, return_tensors="pt")  # fmt: skip
-    model = ShapesRewardModel(vocab_size=len(pipe.tokenizer), max_tokens=pipe.tokenizer.model_max_length)
+    max_tokens = pipe.tokenizer.model_max_length
+
+    def tokens(texts):
+        return pipe.tokenizer(texts, padding="max_length", max_length=max_tokens, truncation=True, return_tensors="pt")
+
+    train_tok = tokens(train_prompts)
+    model = ShapesRewardModel(vocab_size=len(pipe.tokenizer), max_tokens=max_tokens)
     fit(model, train_images, train_tok.input_ids, train_tok.attention_mask, train_labels, cfg, log)
-    with torch.no_grad():
-        pred = model(images[test], tok.input_ids[test], tok.attention_mask[test])
     test_prompts = [prompts[i] for i in test.tolist()]
+    test_tok = tokens(test_prompts)
+    with torch.no_grad():
+        pred = model(images[test], test_tok.input_ids, test_tok.attention_mask)
     agreement, pairs = pairwise_agreement(pred.tolist(), gold[test].tolist(), test_prompts)
     label_agreement, _ = pairwise_agreement(labels[test].tolist(), gold[test].tolist(), test_prompts)
     out.mkdir(parents=True, exist_ok=True)
