@@ -4,7 +4,8 @@ A small image-text model: a CNN over the image whose channels are modulated (FiL
 encoding of the prompt's tokens (the shapes model's own CLIP tokenizer), then pooled to one score. It is trained by
 ``bench pretrain shapes-reward`` (bench/shapes/reward_train.py) to regress gold-oracle labels with deliberate noise
 on the pretrained model's own samples, on clean renders of the whole grammar and on images paired with other
-captions (the analog of BLIP's image-text matching pretraining), so like a real reward model it is imperfect: its
+captions and with one-edit versions of their own (the analog of BLIP's image-text matching pretraining, with
+NegCLIP-style hard negatives), so like a real reward model it is imperfect: its
 pairwise agreement with the oracle on held-out samples is in the folder's README.md. Training optimises this
 proxy; the gold oracle measures what really happened. Differentiable with respect to the images.
 """

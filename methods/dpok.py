@@ -38,7 +38,9 @@ Departures from the official code:
     9. ``samples_per_round`` is per process, like the official ``g_batch_size`` per GPU.
     10. Rewards are used as the scorer returns them; ImageReward's fixed standardisation
         (r - 0.16717) / 1.03334 is applied by the ``imagereward`` scorer itself, as the official ``utils.py`` does.
-    11. ``baseline=mean`` (a per-prompt running mean of rewards) and ``baseline=none`` are options for ablations.
+    11. ``baseline=mean`` (a per-prompt running mean of rewards) and ``baseline=none`` are options for ablations;
+        ``advantage_scale=prompt_std`` divides each advantage by its prompt's running reward std (DDPO's per-prompt
+        normalisation, Black et al. 2023, arXiv 2305.13301), so that prompts trained together weigh the same.
     12. ``min_std`` (default 0: every stochastic step, as the official code) leaves the steps whose sampling std
         sigma_t is at most it out of the buffer and the loss; they are still sampled. With the mean log-prob, a step's
         gradient scales with c_t / sigma_t (c_t = d mu / d eps), so a near-deterministic step can carry most of the
@@ -72,6 +74,9 @@ class DPOKConfig(OptimConfig):
     clip_mode: str = param("clamp", "clamp the ratio (official) or ppo min(rA, clip(r)A)", choices=("clamp", "ppo"))
     baseline: str = param(
         "value", "advantage baseline: learned V (A.5), per-prompt mean, or none", choices=("value", "mean", "none")
+    )
+    advantage_scale: str = param(
+        "none", "divide advantages by 1 or by the prompt's running reward std", choices=("none", "prompt_std")
     )
     value_steps: int = param(5, "MSE steps of V before each round's policy steps (--v_step 5)", ge=0)
     value_batch_size: int = param(256, "transitions per value step (official: 256)", ge=1)
@@ -121,7 +126,7 @@ class DPOK(Method):
         self.buffer = TransitionBuffer(hparams.buffer_size)
         self.value: ValueNetwork | None = None
         self.value_opt: torch.optim.Optimizer | None = None
-        self.prompt_mean: dict[int, tuple[float, int]] = {}  # prompt id -> (running mean reward, count)
+        self.prompt_stats: dict[int, tuple[int, float, float]] = {}  # prompt id -> (count, mean, sum of sq. dev.)
 
     def setup(self, ctx) -> None:
         if self.hp.baseline == "value":
@@ -138,7 +143,11 @@ class DPOK(Method):
         sample = transitions.pop("sample")
         transitions["reward"] = rewards[sample]
         transitions["prompt_id"] = torch.as_tensor(prompt_ids)[sample]
-        transitions["baseline"] = self._running_mean(prompt_ids, rewards)[sample]
+        mean, std = self._prompt_stats(prompt_ids, rewards)
+        transitions["baseline"] = (mean if hp.baseline == "mean" else torch.zeros_like(mean))[sample]
+        transitions["scale"] = (std.clamp(min=1e-6) if hp.advantage_scale == "prompt_std" else torch.ones_like(std))[
+            sample
+        ]
         self.buffer.add(transitions)
         metrics = {
             "reward": rewards.mean().item(),
@@ -149,13 +158,17 @@ class DPOK(Method):
             metrics["value_loss"] = self._fit_value(ctx)
         return metrics
 
-    def _running_mean(self, prompt_ids, rewards) -> torch.Tensor:
-        if self.hp.baseline != "mean":
-            return torch.zeros(len(rewards))
+    def _prompt_stats(self, prompt_ids, rewards) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each sample's prompt's running reward mean and std over every round so far, this one included (Welford)."""
         for pid, r in zip(prompt_ids, rewards.tolist(), strict=True):
-            mean, count = self.prompt_mean.get(pid, (0.0, 0))
-            self.prompt_mean[pid] = (mean + (r - mean) / (count + 1), count + 1)
-        return torch.tensor([self.prompt_mean[pid][0] for pid in prompt_ids])
+            count, mean, m2 = self.prompt_stats.get(pid, (0, 0.0, 0.0))
+            delta = r - mean
+            mean += delta / (count + 1)
+            self.prompt_stats[pid] = (count + 1, mean, m2 + delta * (r - mean))
+        stats = [self.prompt_stats[pid] for pid in prompt_ids]
+        mean = torch.tensor([m for _, m, _ in stats])
+        std = torch.tensor([(m2 / (n - 1)) ** 0.5 if n > 1 else 0.0 for n, _, m2 in stats])
+        return mean, std
 
     def _fit_value(self, ctx) -> float:
         """App. A.5: regress V(x_t, t, z) on the final reward before the policy steps."""
@@ -189,7 +202,7 @@ class DPOK(Method):
                 baseline = self.value(batch["x_t"], batch["timestep"], ctx.text_features(batch["prompt_id"]))
         else:
             baseline = batch["baseline"]
-        advantage = (batch["reward"] - baseline).to(log_prob.dtype)
+        advantage = ((batch["reward"] - baseline) / batch["scale"]).to(log_prob.dtype)
         return dpok_loss(
             log_prob,
             batch["old_log_prob"],
@@ -202,7 +215,7 @@ class DPOK(Method):
         )
 
     def state_dict(self):
-        state = {"buffer": self.buffer.state_dict(), "prompt_mean": dict(self.prompt_mean)}
+        state = {"buffer": self.buffer.state_dict(), "prompt_stats": dict(self.prompt_stats)}
         if self.value is not None:
             state["value"] = self.value.state_dict()
             state["value_opt"] = self.value_opt.state_dict()
@@ -210,7 +223,7 @@ class DPOK(Method):
 
     def load_state_dict(self, state):
         self.buffer.load_state_dict(state["buffer"])
-        self.prompt_mean = dict(state["prompt_mean"])
+        self.prompt_stats = dict(state["prompt_stats"])
         if self.value is not None:
             self.value.load_state_dict(state["value"])
             self.value_opt.load_state_dict(state["value_opt"])

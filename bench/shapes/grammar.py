@@ -125,3 +125,49 @@ def grammar_words() -> list[str]:
     for text in [*POSITIONS.values(), *BACKGROUNDS.values()]:
         words.update(text.split())
     return sorted(words)
+
+
+EDITS = ("shape", "colour", "count", "position", "background", "swap")
+
+
+def edit_caption(caption: Caption, rng) -> Caption:
+    """``caption`` with one attribute changed: a hard negative for image-text matching (a near miss that a
+    bag-of-words matcher cannot tell apart; NegCLIP, Yuksekgonul et al., ICLR 2023, swaps words the same way).
+
+    One of: a phrase's shape (to one the caption does not name), its colour (changed, added or removed), its count
+    (another of 1-4; a position is dropped above three, as the grammar's samplers do), its position (changed, added
+    or removed), the background (changed, added or removed), or the colours of a composition's two phrases swapped.
+    Edits that cannot apply (a swap of one phrase or of equal colours) are redrawn, so the result always differs.
+    ``rng`` is a ``random.Random``.
+    """
+    while True:
+        edit = rng.choice(EDITS)
+        i = rng.randrange(len(caption.phrases))
+        phrases = list(caption.phrases)
+        p = phrases[i]
+        if edit == "shape":
+            used = {q.shape for q in phrases}
+            phrases[i] = Phrase(rng.choice([s for s in SHAPES if s not in used]), p.count, p.colour, p.position)
+        elif edit == "colour":
+            phrases[i] = Phrase(
+                p.shape, p.count, rng.choice([c for c in (None, *COLOURS) if c != p.colour]), p.position
+            )
+        elif edit == "count":
+            count = rng.choice([n for n in COUNT_WORDS if n != p.count])
+            phrases[i] = Phrase(p.shape, count, p.colour, p.position if count <= 3 else None)
+        elif edit == "position":
+            if p.count > 3:
+                continue
+            position = rng.choice([q for q in (None, *POSITIONS) if q != p.position])
+            phrases[i] = Phrase(p.shape, p.count, p.colour, position)
+        elif edit == "background":
+            background = rng.choice([b for b in (None, *BACKGROUNDS) if b != caption.background])
+            return Caption(caption.phrases, background)
+        else:
+            if len(phrases) < 2 or phrases[0].colour == phrases[1].colour:
+                continue
+            a, b = phrases
+            phrases = [Phrase(a.shape, a.count, b.colour, a.position), Phrase(b.shape, b.count, a.colour, b.position)]
+        edited = Caption(tuple(phrases), caption.background)
+        if edited != caption:
+            return edited

@@ -108,3 +108,12 @@ def test_model_recipe_sits_under_yaml_and_cli(tmp_path):
     assert (cfg.hparams.lr, cfg.hparams.beta) == (0.0003, 0.0)
     cfg, _, _ = resolve(method="sft", model=str(model))
     assert cfg.hparams.lr == 0.0001
+
+
+def test_shipped_recipe_is_the_one_recipe_py_writes():
+    import yaml
+
+    from bench.models import SHAPES_MODEL
+    from bench.shapes.recipe import RECIPE
+
+    assert yaml.safe_load((SHAPES_MODEL / "bench_recipe.yaml").read_text()) == RECIPE

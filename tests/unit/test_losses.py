@@ -79,3 +79,21 @@ def test_sft_kl_o_term():
     loss, metrics = sft_loss(eps_pred, noise, torch.ones(2), gamma=0.0, beta=0.1, eps_ref=eps_ref)
     assert loss.item() == pytest.approx(0.1 * 0.25)
     assert metrics["kl"] == pytest.approx(0.25)
+
+
+def test_prompt_stats_are_running_means_and_stds_per_prompt():
+    from bench.methods.dpok import DPOK, DPOKConfig
+
+    method = DPOK(DPOKConfig(baseline="mean", advantage_scale="prompt_std"))
+    gen = torch.Generator().manual_seed(0)
+    seen: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(3):  # three rounds, two prompts in a mixed order
+        ids = [0, 1, 1, 0, 1]
+        rewards = torch.rand(5, generator=gen) * torch.tensor([1.0, 5.0, 5.0, 1.0, 5.0])
+        for pid, r in zip(ids, rewards.tolist(), strict=True):
+            seen[pid].append(r)
+        mean, std = method._prompt_stats(ids, rewards)
+        for k, pid in enumerate(ids):  # the stats of every reward so far, this round's included
+            history = torch.tensor(seen[pid], dtype=torch.float64)
+            assert mean[k].item() == pytest.approx(history.mean().item(), abs=1e-6)
+            assert std[k].item() == pytest.approx(history.std().item(), abs=1e-6)
