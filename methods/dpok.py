@@ -223,7 +223,12 @@ class DPOK(Method):
 
     def load_state_dict(self, state):
         self.buffer.load_state_dict(state["buffer"])
-        self.prompt_stats = dict(state["prompt_stats"])
+        if "prompt_stats" in state:
+            self.prompt_stats = dict(state["prompt_stats"])
+        else:  # a checkpoint from before advantage_scale: running means only, its transitions unscaled
+            self.prompt_stats = {pid: (n, mean, 0.0) for pid, (mean, n) in state["prompt_mean"].items()}
+            if self.buffer.data:
+                self.buffer.data["scale"] = torch.ones(len(self.buffer))
         if self.value is not None:
             self.value.load_state_dict(state["value"])
             self.value_opt.load_state_dict(state["value_opt"])

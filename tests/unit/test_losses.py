@@ -97,3 +97,15 @@ def test_prompt_stats_are_running_means_and_stds_per_prompt():
             history = torch.tensor(seen[pid], dtype=torch.float64)
             assert mean[k].item() == pytest.approx(history.mean().item(), abs=1e-6)
             assert std[k].item() == pytest.approx(history.std().item(), abs=1e-6)
+
+
+def test_dpok_resumes_a_checkpoint_from_before_advantage_scale():
+    from bench.methods.dpok import DPOK, DPOKConfig
+
+    method = DPOK(DPOKConfig(baseline="mean"))
+    old = {"capacity": 8, "data": {"reward": torch.tensor([0.5, 0.7]), "baseline": torch.zeros(2)}}
+    method.load_state_dict({"buffer": old, "prompt_mean": {0: (0.6, 2)}})
+    assert method.prompt_stats == {0: (2, 0.6, 0.0)}
+    assert torch.equal(method.buffer.data["scale"], torch.ones(2))
+    mean, _ = method._prompt_stats([0], torch.tensor([0.9]))
+    assert mean.item() == pytest.approx((0.6 * 2 + 0.9) / 3)
