@@ -14,8 +14,8 @@ One round (Algorithm 1 with App. A.5 and A.6, in the official code's order):
     2. push each transition (x_t, x_{t-1}, t, log p_old, r, z) into a FIFO buffer of ``buffer_size``;
     3. fit the value baseline V(x_t, t, z) to r by MSE: ``value_steps`` steps of ``value_batch_size`` (A.5);
     4. ``updates_per_round`` optimiser steps, each over ``batch_size`` x ``grad_accum`` buffer transitions, on
-           loss = mean( -alpha * (r - V) * clamp(p_theta / p_old, 1 - eps, 1 + eps) + beta * KL_t )   (A.6)
-       with the gradient norm clipped at ``grad_clip``.
+           loss = mean( -alpha * (r - V) / s * clamp(p_theta / p_old, 1 - eps, 1 + eps) + beta * KL_t )   (A.6)
+       with the gradient norm clipped at ``grad_clip``; s = 1 (the paper's) unless ``advantage_scale`` (departure 11).
 
 Departures from the paper:
     1. KL_t defaults to the official code's mean squared difference of the guided noise predictions, which drops
@@ -40,7 +40,9 @@ Departures from the official code:
         (r - 0.16717) / 1.03334 is applied by the ``imagereward`` scorer itself, as the official ``utils.py`` does.
     11. ``baseline=mean`` (a per-prompt running mean of rewards) and ``baseline=none`` are options for ablations;
         ``advantage_scale=prompt_std`` divides each advantage by its prompt's running reward std (DDPO's per-prompt
-        normalisation, Black et al. 2023, arXiv 2305.13301), so that prompts trained together weigh the same.
+        normalisation, Black et al. 2023, arXiv 2305.13301), so that prompts trained together weigh the same; the
+        std is floored at a tenth of the median over prompts (DDPO adds 1e-6 to it and subtracts the mean, which is
+        0/0-safe; with a learned V a constant-reward prompt would divide V's error by ~0).
     12. ``min_std`` (default 0: every stochastic step, as the official code) leaves the steps whose sampling std
         sigma_t is at most it out of the buffer and the loss; they are still sampled. With the mean log-prob, a step's
         gradient scales with c_t / sigma_t (c_t = d mu / d eps), so a near-deterministic step can carry most of the
@@ -145,9 +147,8 @@ class DPOK(Method):
         transitions["prompt_id"] = torch.as_tensor(prompt_ids)[sample]
         mean, std = self._prompt_stats(prompt_ids, rewards)
         transitions["baseline"] = (mean if hp.baseline == "mean" else torch.zeros_like(mean))[sample]
-        transitions["scale"] = (std.clamp(min=1e-6) if hp.advantage_scale == "prompt_std" else torch.ones_like(std))[
-            sample
-        ]
+        scale = std.clamp(min=self._std_floor()) if hp.advantage_scale == "prompt_std" else torch.ones_like(std)
+        transitions["scale"] = scale[sample]
         self.buffer.add(transitions)
         metrics = {
             "reward": rewards.mean().item(),
@@ -169,6 +170,12 @@ class DPOK(Method):
         mean = torch.tensor([m for _, m, _ in stats])
         std = torch.tensor([(m2 / (n - 1)) ** 0.5 if n > 1 else 0.0 for n, _, m2 in stats])
         return mean, std
+
+    def _std_floor(self) -> float:
+        """A tenth of the median per-prompt reward std: a prompt whose rewards (nearly) never vary would otherwise
+        divide its baseline's error by ~0 and outweigh every other prompt."""
+        stds = sorted((m2 / (n - 1)) ** 0.5 for n, _, m2 in self.prompt_stats.values() if n > 1)
+        return max(0.1 * stds[len(stds) // 2], 1e-6) if stds else 1e-6
 
     def _fit_value(self, ctx) -> float:
         """App. A.5: regress V(x_t, t, z) on the final reward before the policy steps."""

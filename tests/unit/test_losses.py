@@ -109,3 +109,17 @@ def test_dpok_resumes_a_checkpoint_from_before_advantage_scale():
     assert torch.equal(method.buffer.data["scale"], torch.ones(2))
     mean, _ = method._prompt_stats([0], torch.tensor([0.9]))
     assert mean.item() == pytest.approx((0.6 * 2 + 0.9) / 3)
+
+
+def test_prompt_std_floor_keeps_a_constant_reward_prompt_from_dominating():
+    from bench.methods.dpok import DPOK, DPOKConfig
+
+    method = DPOK(DPOKConfig(advantage_scale="prompt_std"))
+    ids = [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    rewards = torch.tensor([0.1, 0.5, 0.9, 0.2, 0.4, 0.6, 0.25, 0.25, 0.25])  # prompt 2 never varies
+    _, std = method._prompt_stats(ids, rewards)
+    assert std[-1].item() == 0.0
+    assert method._std_floor() == pytest.approx(0.1 * 0.2)  # a tenth of the median std (0.4, 0.2, 0)
+    single = DPOK(DPOKConfig(advantage_scale="prompt_std"))
+    single._prompt_stats([0, 0], torch.tensor([0.3, 0.3]))
+    assert single._std_floor() == 1e-6
