@@ -25,7 +25,8 @@ shapes world is the default everywhere while the method Config defaults stay tho
     composition 0.594 -> 0.284: over-optimisation of the proxy; seed 1 +0.099 [0.054, 0.144];
   - this recipe (alpha 2): seed 0 +0.154 [0.100, 0.203], proxy +0.081 ("a yellow triangle" 0.344 -> 1.000,
     composition 0.594 -> 0.581); seed 1 +0.023 [-0.018, 0.063] (its proxy rose to 0.48 by round 51, then fell
-    back to 0.39). The gain depends on the seed: a +0.15 gain is not yet a reliable result.
+    back to 0.39); seed 2 +0.180 [0.128, 0.229]. The gain depends on the seed: a +0.15 gain is not yet a
+    reliable result.
   Earlier models and proxies: lr 3e-4 barely moved the policy; lr 1.5e-3 to 3e-3 with the official shape gave
   -0.082 to +0.149 depending on lr and seed. With the gold oracle as the reward and the official shape, 40 rounds
   on one prompt changed it by -0.050;
