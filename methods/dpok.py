@@ -92,6 +92,11 @@ class DPOKConfig(OptimConfig):
     )
 
 
+def _sample_std(count: int, m2: float) -> float:
+    """Sample std from Welford's count and sum of squared deviations (0 for fewer than two values)."""
+    return (m2 / (count - 1)) ** 0.5 if count > 1 else 0.0
+
+
 def dpok_loss(log_prob, old_log_prob, advantage, kl, *, alpha, beta, ratio_clip, clip_mode="clamp"):
     """DPOK's per-transition loss averaged over a batch (pure: tensors in, scalar and metrics out).
 
@@ -168,13 +173,13 @@ class DPOK(Method):
             self.prompt_stats[pid] = (count + 1, mean, m2 + delta * (r - mean))
         stats = [self.prompt_stats[pid] for pid in prompt_ids]
         mean = torch.tensor([m for _, m, _ in stats])
-        std = torch.tensor([(m2 / (n - 1)) ** 0.5 if n > 1 else 0.0 for n, _, m2 in stats])
+        std = torch.tensor([_sample_std(n, m2) for n, _, m2 in stats])
         return mean, std
 
     def _std_floor(self) -> float:
         """A tenth of the median per-prompt reward std: a prompt whose rewards (nearly) never vary would otherwise
         divide its baseline's error by ~0 and outweigh every other prompt."""
-        stds = sorted((m2 / (n - 1)) ** 0.5 for n, _, m2 in self.prompt_stats.values() if n > 1)
+        stds = sorted(_sample_std(n, m2) for n, _, m2 in self.prompt_stats.values() if n > 1)
         return max(0.1 * stds[len(stds) // 2], 1e-6) if stds else 1e-6
 
     def _fit_value(self, ctx) -> float:

@@ -108,10 +108,12 @@ def training_pairs(images: torch.Tensor, prompts: list[str], labels: torch.Tenso
     captions = [random_caption(rng).text() for _ in range(cfg.renders)]
     rendered = to_tensor(render_batch(captions, seed=cfg.seed + 17, policy="uniform"))
     pool_images, pool_prompts = torch.cat([images, rendered]), prompts + captions
-    swapped = [mismatched_prompts(pool_prompts, cfg.seed + 15 + k) for k in range(cfg.mismatched)]
-    swapped += [edited_prompts(pool_prompts, cfg.seed + 30 + k) for k in range(cfg.hard_negatives)]
-    new_images = torch.cat([rendered] + [pool_images] * len(swapped))
-    new_prompts = captions + [p for round_prompts in swapped for p in round_prompts]
+    # One pass over the pool per extra caption: ``mismatched`` passes with other captions, then ``hard_negatives``
+    # passes with one-edit captions.
+    passes = [mismatched_prompts(pool_prompts, cfg.seed + 15 + k) for k in range(cfg.mismatched)]
+    passes += [edited_prompts(pool_prompts, cfg.seed + 30 + k) for k in range(cfg.hard_negatives)]
+    new_images = torch.cat([rendered] + [pool_images] * len(passes))
+    new_prompts = captions + [p for pass_prompts in passes for p in pass_prompts]
     new_labels = noisy_labels(oracle_scores(new_images, new_prompts), cfg, offset=1)
     return torch.cat([images, new_images]), prompts + new_prompts, torch.cat([labels, new_labels])
 
