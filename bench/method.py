@@ -10,6 +10,7 @@ once, so batch 2 x accumulation 1 and batch 1 x accumulation 2 see the same samp
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -17,6 +18,19 @@ from typing import Any, ClassVar
 import torch
 
 from bench.config import param
+
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+def lr_factor(schedule: str, round_: int, rounds: int) -> float:
+    """The fraction of ``lr`` used in round ``round_`` (0-based) of ``rounds``: 1 in the first round, then constant
+    or decaying towards 0 (reached one round after the last, so every round trains)."""
+    progress = round_ / rounds
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1.0 - progress
+    return 1.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,11 @@ class OptimConfig:
     batch_size: int = param(4, "micro-batch size per process (transitions or images)", ge=1)
     grad_accum: int = param(12, "micro-batches accumulated per optimiser step", ge=1)
     updates_per_round: int = param(5, "optimiser steps after each collection round (DPOK p_step: 5)", ge=1)
+    lr_schedule: str = param(
+        "constant",
+        "lr over the rounds: constant (DPOK), or cosine / linear decay from lr towards 0 at the last round",
+        choices=LR_SCHEDULES,
+    )
 
 
 class Method:

@@ -3,7 +3,9 @@
 Per round: ``method.collect(ctx)`` gathers data (an online method rolls out the current policy), then for each
 optimiser step that ``method.updates(ctx)`` yields, the micro-batches' losses are back-propagated (each divided by
 the number of micro-batches), gradients are averaged across processes, the norm is clipped, and AdamW steps the
-LoRA weights. One row per optimiser step goes to ``train.jsonl``. Devices and mixed precision come from accelerate.
+LoRA weights at the round's learning rate (``lr`` times the ``lr_schedule`` factor, a function of the round alone,
+so a resumed run continues the schedule). One row per optimiser step goes to ``train.jsonl``. Devices and mixed
+precision come from accelerate.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.config import RunConfig, to_dict
 from bench.dist import use_cpu
 from bench.errors import BenchError
+from bench.method import lr_factor
 from bench.models import add_lora, load_pipeline, reference_policy, save_lora
 from bench.results import append_jsonl, env_info, replace_dir, write_json, write_text, write_yaml
 from bench.sampling import PromptCache, ddim_mean_std, gaussian_log_prob, guided_eps, kl_estimate, latent_shape, rollout
@@ -201,6 +204,9 @@ class Trainer:
         with _StopSignals() as stop:
             for round_ in range(self.start_round, self.config.steps):
                 self.ctx.round = round_
+                hp = self.config.hparams
+                for group in self.optimizer.param_groups:
+                    group["lr"] = hp.lr * lr_factor(hp.lr_schedule, round_, self.config.steps)
                 try:
                     collected = self.method.collect(self.ctx)
                     rows = []

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
     "method, extra",
     [
         ("dpok", ["--beta", "0.01"] + TINY_DPOK),
-        ("reward-only", TINY_DPOK),
+        ("reward-only", TINY_DPOK + ["--lr-schedule", "linear"]),
         ("kl-only", TINY_DPOK),
         ("sft", TINY_SFT),
     ],
@@ -36,8 +36,12 @@ def test_run_writes_a_complete_run_folder(capsys, tmp_path, tiny_sd, method, ext
     assert all("loss" in r and "grad_norm" in r for r in rows)
     reward_key = "data_reward" if method == "sft" else "reward"  # sft scores its fixed dataset once
     assert all(isinstance(r[reward_key], float) for r in rows)
+    lr = config["hparams"]["lr"]
     if method == "reward-only":
         assert config["hparams"]["beta"] == 0.0
+        assert [r["lr"] for r in rows] == pytest.approx([lr, lr * 2 / 3, lr / 3])  # linear decay over 3 rounds
+    else:
+        assert all(r["lr"] == lr for r in rows)
     if method == "kl-only":
         assert config["hparams"]["alpha"] == 0.0
         assert all(r["loss"] == pytest.approx(0.01 * r["kl"]) for r in rows)

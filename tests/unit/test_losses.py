@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from bench.method import lr_factor
 from bench.methods.dpok import dpok_loss
 from bench.methods.sft import sft_loss
 
@@ -123,3 +124,11 @@ def test_prompt_std_floor_keeps_a_constant_reward_prompt_from_dominating():
     single = DPOK(DPOKConfig(advantage_scale="prompt_std"))
     single._prompt_stats([0, 0], torch.tensor([0.3, 0.3]))
     assert single._std_floor() == 1e-6
+
+
+def test_lr_schedules_start_at_one_and_decay_towards_zero():
+    assert [lr_factor("constant", k, 4) for k in range(4)] == [1.0] * 4
+    assert [lr_factor("linear", k, 4) for k in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    cosine = [lr_factor("cosine", k, 100) for k in range(100)]
+    assert cosine[0] == 1.0 and cosine[50] == pytest.approx(0.5) and 0 < cosine[-1] < 1e-3
+    assert all(a > b for a, b in zip(cosine, cosine[1:], strict=False))
