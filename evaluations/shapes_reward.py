@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import bench.shapes as shapes_package
 from bench.errors import BenchError
 from bench.scoring import Scorer
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "bench" / "shapes" / "reward"
+DEFAULT_DIR = Path(shapes_package.__file__).resolve().parent / "reward"  # shipped inside bench.shapes, installed or not
 WEIGHTS = "reward.safetensors"
 
 
