@@ -24,6 +24,30 @@ def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95)
     return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def cluster_bootstrap_ci(
+    clusters, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean over all values and a two-stage percentile bootstrap interval: resample the clusters (training runs of
+    one method, which differ by seed) with replacement, then the values within each drawn cluster.
+
+    Pooling the images of several training seeds into one flat bootstrap would treat them as independent and
+    leave out how much the outcome varies from run to run (on the shapes world one seed's gold change can be
+    +0.02 and another's +0.18). One cluster is exactly :func:`bootstrap_ci` (same numbers, same stream).
+    """
+    clusters = [np.asarray(c, dtype=float) for c in clusters if len(c)]
+    if len(clusters) <= 1:
+        return bootstrap_ci(clusters[0] if clusters else [], n_boot=n_boot, seed=seed, level=level)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(clusters), (n_boot, len(clusters)))
+    means = np.empty(n_boot)
+    for b, pick in enumerate(picks):
+        drawn = [clusters[c][rng.integers(0, len(clusters[c]), len(clusters[c]))] for c in pick]
+        means[b] = sum(d.sum() for d in drawn) / sum(len(d) for d in drawn)
+    alpha = (1 - level) / 2
+    mean = float(np.concatenate(clusters).mean())
+    return mean, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
 def paired_difference_ci(after, before, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """Mean of after - before over matched (prompt, seed) pairs, with a bootstrap interval over the pairs."""
     return bootstrap_ci(np.asarray(after, float) - np.asarray(before, float), n_boot=n_boot, seed=seed)

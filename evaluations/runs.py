@@ -5,7 +5,8 @@ project writes them atomically (temp file + rename), so a reader sees either the
 
 Row labels name a method and its *distinguishing* settings: a setting is shown when runs that have it disagree on
 its value (``dpok (beta=0.01)`` next to ``dpok (beta=0.1)``). Seeds never distinguish runs: runs that differ only
-by seed get the same label and are pooled, so intervals cover samples and seeds.
+by seed get the same label and are pooled; tables bootstrap such a row in two stages (runs, then images), so its
+interval covers the run-to-run spread as well as the sampling noise.
 """
 
 from __future__ import annotations

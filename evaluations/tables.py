@@ -2,8 +2,10 @@
 
 ``build_table`` reads ``eval.parquet`` of every run (see ``evaluations.runs`` for row labels and the pretrained
 row) and returns a DataFrame whose columns are a MultiIndex ``(scorer, split, stat)`` with stat in
-``mean, lo, hi, n``. The interval is a percentile bootstrap over all images of a cell (samples and, where runs are
-pooled, seeds), with a fixed seed per cell: the same folders give byte-identical Markdown, LaTeX and CSV.
+``mean, lo, hi, n``. The interval is a percentile bootstrap over the images of a cell; where a row pools several
+training runs (seeds), it is two-stage (runs, then images within each run: ``bench.stats.cluster_bootstrap_ci``),
+so it covers the run-to-run spread too. A fixed seed per cell: the same folders give byte-identical Markdown,
+LaTeX and CSV.
 
 Renderers are written here (no tabulate): ``to_markdown``, ``to_latex`` (booktabs), ``to_csv``, ``to_html``.
 """
@@ -14,11 +16,10 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.evaluations.runs import PRETRAINED, load_eval
-from bench.stats import bootstrap_ci
+from bench.stats import cluster_bootstrap_ci
 
 STATS = ("mean", "lo", "hi", "n")
 # Scorers whose value is a category index, not a score (see evaluations.bias); a mean of them means nothing.
@@ -50,7 +51,10 @@ def build_table(
     splits = list(splits) if splits else sorted(set(df.split))
     df = df[df.scorer.isin(scorers) & df.split.isin(splits) & df.value.notna()]
     labels = sorted(set(df.label), key=lambda s: (not s.startswith(PRETRAINED), s))
-    groups = {key: part.value.to_numpy() for key, part in df.groupby(["label", "scorer", "split"], sort=False)}
+    groups = {}  # (label, scorer, split) -> one array per training run; the pretrained row is one model, one array
+    for key, part in df.groupby(["label", "scorer", "split"], sort=False):
+        runs = [part] if key[0].startswith(PRETRAINED) else [r for _, r in part.groupby("run")]
+        groups[key] = [r.value.to_numpy() for r in runs]
     columns = pd.MultiIndex.from_tuples(
         [(sc, sp, st) for sc in scorers for sp in splits for st in STATS], names=["scorer", "split", "stat"]
     )
@@ -59,8 +63,8 @@ def build_table(
         row = []
         for sc in scorers:
             for sp in splits:
-                values = groups.get((label, sc, sp), np.array([]))
-                row += [*bootstrap_ci(values, n_boot=n_boot, seed=seed), len(values)]
+                clusters = groups.get((label, sc, sp), [])
+                row += [*cluster_bootstrap_ci(clusters, n_boot=n_boot, seed=seed), sum(len(c) for c in clusters)]
         rows.append(row)
     table = pd.DataFrame(rows, index=pd.Index(labels, name="method"), columns=columns)
     return table.astype({c: int for c in columns if c[2] == "n"})

@@ -9,6 +9,7 @@ from fake_runs import make_runs
 
 from bench.evaluations.runs import run_labels
 from bench.evaluations.tables import build_table, to_csv, to_latex, to_markdown
+from bench.stats import bootstrap_ci, cluster_bootstrap_ci
 
 
 def independent(run_dirs) -> pd.DataFrame:
@@ -31,15 +32,39 @@ def test_numbers_match_a_pandas_recomputation(tmp_path):
     # pooled seeds: beta=0.01 has two runs x 2 prompts x 4 samples on train; pretrained counted once, not 3 times
     assert table.loc["dpok (beta=0.01)", ("shapes-oracle", "train", "n")] == 16
     assert table.loc["pretrained", ("shapes-oracle", "train", "n")] == 8
-    # the interval is the percentile bootstrap with seed 0, recomputed here without chunking
-    values = pd.concat([pd.read_parquet(d / "eval.parquet") for d in (runs[0], runs[2])])
-    values = values[(values.step == 3) & (values.scorer == "shapes-reward") & (values.split == "heldout")]
-    values = values.sort_values(["run", "prompt", "seed"]).value.to_numpy()
-    means = values[np.random.default_rng(0).integers(0, len(values), (500, len(values)))].mean(1)
+    # two pooled runs: the two-stage bootstrap with seed 0 (runs with replacement, then images within each run)
+    per_run = []
+    for d in (runs[0], runs[2]):
+        values = pd.read_parquet(d / "eval.parquet")
+        values = values[(values.step == 3) & (values.scorer == "shapes-reward") & (values.split == "heldout")]
+        per_run.append(values.sort_values(["prompt", "seed"]).value.to_numpy())
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, 2, (500, 2))
+    means = [np.concatenate([per_run[c][rng.integers(0, 4, 4)] for c in pick]).mean() for pick in picks]
     lo, hi = np.quantile(means, [0.025, 0.975])
     cell = table.loc["dpok (beta=0.01)", ("shapes-reward", "heldout")]
+    assert cell["mean"] == pytest.approx(np.concatenate(per_run).mean(), abs=1e-12)
     assert (cell["lo"], cell["hi"]) == pytest.approx((lo, hi), abs=1e-12)
+    # one run (beta=0.1): the plain percentile bootstrap over its images
+    values = pd.read_parquet(runs[1] / "eval.parquet")
+    values = values[(values.step == 3) & (values.scorer == "shapes-reward") & (values.split == "heldout")]
+    values = values.sort_values(["prompt", "seed"]).value.to_numpy()
+    means = values[np.random.default_rng(0).integers(0, len(values), (500, len(values)))].mean(1)
+    single = table.loc["dpok (beta=0.1)", ("shapes-reward", "heldout")]
+    assert (single["lo"], single["hi"]) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])), abs=1e-12)
     assert cell["lo"] < cell["mean"] < cell["hi"]
+
+
+def test_pooled_seeds_widen_the_interval_by_their_spread():
+    """Two training runs that disagree (0.1 and 0.5, little noise within each): a flat bootstrap over their pooled
+    images would report a narrow interval around 0.3; the two-stage one covers both outcomes."""
+    rng = np.random.default_rng(1)
+    runs = [0.1 + rng.normal(0, 0.02, 256), 0.5 + rng.normal(0, 0.02, 256)]
+    mean, lo, hi = cluster_bootstrap_ci(runs)
+    _, flat_lo, flat_hi = bootstrap_ci(np.concatenate(runs))
+    assert mean == pytest.approx(0.3, abs=0.01) and flat_hi - flat_lo < 0.05
+    assert lo < 0.12 and hi > 0.48
+    assert cluster_bootstrap_ci([runs[0]]) == bootstrap_ci(runs[0])
 
 
 def test_output_is_byte_identical_and_order_free(tmp_path):
