@@ -92,7 +92,10 @@ def write_report(run_dirs: Sequence[str | Path], out_html: str | Path, n_boot: i
         shutil.rmtree(assets)  # only the folder this function owns: stale grids of a removed run must go
     table, evals = build_table(runs, n_boot=n_boot), load_eval(runs)
     parts = [f"<h1>Results: {len(runs)} runs</h1>", "<p>Runs: " + ", ".join(html.escape(d.name) for d in runs) + "</p>"]
-    parts.append("<h2>Tables</h2><p>Mean [95% bootstrap interval] over samples and seeds.</p>")
+    parts.append(
+        "<h2>Tables</h2><p>Mean [95% bootstrap interval] over samples; a row pooling N training runs (seeds) "
+        "resamples the runs, then the samples within each.</p>"
+    )
     for split in dict.fromkeys(table.columns.get_level_values("split")):
         parts.append(
             f"<h3>{html.escape(split)}</h3>" + to_html(table.loc[:, table.columns.get_level_values(1) == split])

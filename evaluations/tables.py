@@ -43,8 +43,9 @@ def build_table(
         seed: bootstrap seed, the same for every cell.
 
     Returns:
-        DataFrame indexed by ``method`` with MultiIndex columns (scorer, split, stat); NaN values (a scorer that
-        does not apply to an image) are left out of a cell, and a cell with no values is NaN with n = 0.
+        DataFrame indexed by ``method`` (the row label, plus `` [N runs]`` where N > 1 runs are pooled) with
+        MultiIndex columns (scorer, split, stat); NaN values (a scorer that does not apply to an image) are left out
+        of a cell, and a cell with no values is NaN with n = 0.
     """
     df = load_eval(run_dirs)
     scorers = list(scorers) if scorers else sorted(set(df.scorer) - LABEL_SCORERS)
@@ -66,7 +67,10 @@ def build_table(
                 clusters = groups.get((label, sc, sp), [])
                 row += [*cluster_bootstrap_ci(clusters, n_boot=n_boot, seed=seed), sum(len(c) for c in clusters)]
         rows.append(row)
-    table = pd.DataFrame(rows, index=pd.Index(labels, name="method"), columns=columns)
+    runs = df.groupby("label").run.nunique()  # a row pooling several seeds says how many: "dpok [3 runs]"
+    names = [f"{label} [{runs[label]} runs]" if runs.get(label, 1) > 1 and not label.startswith(PRETRAINED) else label
+             for label in labels]  # fmt: skip
+    table = pd.DataFrame(rows, index=pd.Index(names, name="method"), columns=columns)
     return table.astype({c: int for c in columns if c[2] == "n"})
 
 

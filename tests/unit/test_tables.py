@@ -25,12 +25,13 @@ def test_numbers_match_a_pandas_recomputation(tmp_path):
     runs = make_runs(tmp_path)
     table = build_table(runs, n_boot=500)
     expected = independent(runs)
-    assert list(table.index) == ["pretrained", "dpok (beta=0.01)", "dpok (beta=0.1)"]
+    assert list(table.index) == ["pretrained", "dpok (beta=0.01) [2 runs]", "dpok (beta=0.1)"]
     for (label, scorer, split), row in expected.iterrows():
+        label = label + " [2 runs]" if label == "dpok (beta=0.01)" else label
         assert table.loc[label, (scorer, split, "mean")] == pytest.approx(row["mean"], abs=1e-12)
         assert table.loc[label, (scorer, split, "n")] == row["count"]
     # pooled seeds: beta=0.01 has two runs x 2 prompts x 4 samples on train; pretrained counted once, not 3 times
-    assert table.loc["dpok (beta=0.01)", ("shapes-oracle", "train", "n")] == 16
+    assert table.loc["dpok (beta=0.01) [2 runs]", ("shapes-oracle", "train", "n")] == 16
     assert table.loc["pretrained", ("shapes-oracle", "train", "n")] == 8
     # two pooled runs: the two-stage bootstrap with seed 0 (runs with replacement, then images within each run)
     per_run = []
@@ -42,7 +43,7 @@ def test_numbers_match_a_pandas_recomputation(tmp_path):
     picks = rng.integers(0, 2, (500, 2))
     means = [np.concatenate([per_run[c][rng.integers(0, 4, 4)] for c in pick]).mean() for pick in picks]
     lo, hi = np.quantile(means, [0.025, 0.975])
-    cell = table.loc["dpok (beta=0.01)", ("shapes-reward", "heldout")]
+    cell = table.loc["dpok (beta=0.01) [2 runs]", ("shapes-reward", "heldout")]
     assert cell["mean"] == pytest.approx(np.concatenate(per_run).mean(), abs=1e-12)
     assert (cell["lo"], cell["hi"]) == pytest.approx((lo, hi), abs=1e-12)
     # one run (beta=0.1): the plain percentile bootstrap over its images
@@ -86,7 +87,7 @@ def test_selection_and_renderers(tmp_path):
     assert md[4] == f"| dpok (beta=0.1) | {table.iloc[2, 0]:.3f} [{table.iloc[2, 1]:.3f}, {table.iloc[2, 2]:.3f}] " \
                     f"| {mean:.3f} [{lo:.3f}, {hi:.3f}] |"  # fmt: skip
     tex = to_latex(table)
-    assert r"\multicolumn{1}{c}{shapes-reward}" in tex and r"dpok (beta=0.01) & " in tex
+    assert r"\multicolumn{1}{c}{shapes-reward}" in tex and r"dpok (beta=0.01) [2 runs] & " in tex
     assert tex.count(r"\\") == 2 + 3  # two header rows, three method rows
     back = pd.read_csv(io.StringIO(to_csv(table)), index_col=0)
     assert back.loc["pretrained", "oversaturation/heldout/mean"] == pytest.approx(
