@@ -25,8 +25,11 @@ shapes world is the default everywhere while the method Config defaults stay tho
     composition 0.594 -> 0.284: over-optimisation of the proxy; seed 1 +0.099 [0.054, 0.144];
   - this recipe (alpha 2): seed 0 +0.154 [0.100, 0.203], proxy +0.081 ("a yellow triangle" 0.344 -> 1.000,
     composition 0.594 -> 0.581); seed 1 +0.023 [-0.018, 0.063] (its proxy rose to 0.48 by round 51, then fell
-    back to 0.39); seed 2 +0.180 [0.128, 0.229]. The gain depends on the seed: a +0.15 gain is not yet a
-    reliable result.
+    back to 0.39); seed 2 +0.180 [0.128, 0.229]; seeds 3 to 6 +0.028, +0.045, +0.030, +0.147: a mean of +0.087
+    over seven seeds, two of them at +0.15. In seeds 3 and 5 "a yellow triangle" turned green on the proxy's word
+    (proxy 0.415 -> 0.534 and 0.601, gold 1/3): the README shows the samples;
+  - tried against that spread, not adopted: ``lr_schedule=cosine`` (seed 1 +0.003, proxy +0.067); 32 samples
+    per round with 192 of their 640 transitions per step (seeds 0-2: +0.034, +0.177, +0.076; 8.5 min).
   Earlier models and proxies: lr 3e-4 barely moved the policy; lr 1.5e-3 to 3e-3 with the official shape gave
   -0.082 to +0.149 depending on lr and seed. With the gold oracle as the reward and the official shape, 40 rounds
   on one prompt changed it by -0.050;
