@@ -141,7 +141,7 @@ def _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=None) -> No
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from bench.dist import process_state, shared_run_dir
+    from bench.dist import finish, process_state, shared_run_dir
     from bench.trainer import Trainer
 
     main_process = process_state().is_main_process
@@ -168,6 +168,7 @@ def _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=None) -> No
             progress.update(task, completed=trainer.start_round)
         progress.update(task, stats="collecting")
         trainer.run()
+    finish()
     if main_process:
         typer.echo(f"run folder: {run_dir}")
 

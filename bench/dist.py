@@ -25,6 +25,16 @@ def process_state():
     return PartialState(cpu=use_cpu())
 
 
+def finish() -> None:
+    """After a successful distributed run: wait for every process, then tear the process group down. Exiting with a
+    live gloo group can abort a process at interpreter exit ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shared_run_dir(results_dir: str, method: str) -> Path:
     """The main process creates the run folder; every process gets its path."""
     from accelerate.utils import broadcast_object_list
