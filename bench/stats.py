@@ -20,8 +20,13 @@ def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95)
         [values[rng.integers(0, len(values), (min(chunk, n_boot - i), len(values)))].mean(1)
          for i in range(0, n_boot, chunk)]
     )  # fmt: skip
+    return _percentile_interval(values, means, level)
+
+
+def _percentile_interval(values, means, level: float) -> tuple[float, float, float]:
+    """The mean of ``values`` and the central ``level`` interval of the bootstrap ``means``."""
     alpha = (1 - level) / 2
-    return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    return float(np.mean(values)), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
 def cluster_bootstrap_ci(
@@ -43,9 +48,7 @@ def cluster_bootstrap_ci(
     for b, pick in enumerate(picks):
         drawn = [clusters[c][rng.integers(0, len(clusters[c]), len(clusters[c]))] for c in pick]
         means[b] = sum(d.sum() for d in drawn) / sum(len(d) for d in drawn)
-    alpha = (1 - level) / 2
-    mean = float(np.concatenate(clusters).mean())
-    return mean, float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    return _percentile_interval(np.concatenate(clusters), means, level)
 
 
 def paired_difference_ci(after, before, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:

@@ -201,10 +201,10 @@ class Trainer:
         """Rounds ``start_round + 1 .. steps``; checkpoints every ``checkpoint_every`` rounds, at the end, and when
         SIGTERM or Ctrl-C arrives (after finishing the current round, so the checkpoint is exact)."""
         start = time.time()
+        hp = self.config.hparams
         with _StopSignals() as stop:
             for round_ in range(self.start_round, self.config.steps):
                 self.ctx.round = round_
-                hp = self.config.hparams
                 for group in self.optimizer.param_groups:
                     group["lr"] = hp.lr * lr_factor(hp.lr_schedule, round_, self.config.steps)
                 try:
