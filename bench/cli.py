@@ -329,6 +329,39 @@ def report_cmd(
     typer.echo(f"report: {write_report(_runs(runs), out)}")
 
 
+@app.command("probe-reward", help="Shapes world: how well a reward can steer training on each prompt, vs the oracle.")
+def probe_reward_cmd(
+    reward: str = typer.Option("shapes-reward", "--reward", help="the reward scorer to probe"),
+    prompts: str = typer.Option("shapes-demo", "--prompts", help="prompts of the shapes grammar: set, file or 'a|b'"),
+    model: str = typer.Option("shapes", "--model", help="the pipeline whose samples are scored"),
+    samples: int = typer.Option(64, "--samples", help="samples per prompt (evaluation seeds)", min=2),
+    edits: int = typer.Option(8, "--edits", help="near misses (one-edit captions) rendered per prompt", min=1),
+    plugin: list[str] = typer.Option([], "--plugin", help="also load a scorer from module:attr"),
+) -> None:
+    from bench.evaluations.shapes_oracle import ShapesOracle
+    from bench.models import load_pipeline, resolve_model
+    from bench.prompts import load_prompts
+    from bench.registry import SCORERS
+    from bench.shapes.grammar import parse
+    from bench.shapes.probe import format_table, probe_prompt
+
+    _register_plugins(plugin)
+    prompt_list = load_prompts(prompts)
+    for prompt in prompt_list:  # every prompt must be of the shapes grammar; checked before any sampling
+        try:
+            parse(prompt)
+        except ValueError as exc:
+            raise BenchError(f"probe-reward needs prompts of the shapes grammar: {exc}") from None
+    scorer = SCORERS.get(reward)(device="cpu")
+    _quiet_libraries()
+    pipe, oracle = load_pipeline(str(resolve_model(model))), ShapesOracle()
+    rows = []
+    for i, prompt in enumerate(prompt_list):
+        typer.echo(f"[{i + 1}/{len(prompt_list)}] {prompt}", err=True)
+        rows.append(probe_prompt(pipe, scorer, oracle, prompt, samples=samples, edits=edits))
+    typer.echo(format_table(rows))
+
+
 @app.command("ls", help="List registered methods or scorers (built-ins, entry points, --plugin).")
 def ls(
     kind: str = typer.Argument(..., help="methods or scorers"),
