@@ -29,7 +29,11 @@ shapes world is the default everywhere while the method Config defaults stay tho
     over seven seeds, two of them at +0.15. In seeds 3 and 5 "a yellow triangle" turned green on the proxy's word
     (proxy 0.415 -> 0.534 and 0.601, gold 1/3): the README shows the samples;
   - tried against that spread, not adopted: ``lr_schedule=cosine`` (seed 1 +0.003, proxy +0.067); 32 samples
-    per round with 192 of their 640 transitions per step (seeds 0-2: +0.034, +0.177, +0.076; 8.5 min).
+    per round with 192 of their 640 transitions per step (seeds 0-2: +0.034, +0.177, +0.076; 8.5 min);
+  - this recipe with the gold oracle as the reward (``--reward shapes-oracle``), seeds 0, 1, 3: +0.099, +0.096,
+    +0.074 (the proxy's: +0.154, +0.023, +0.028). The truth as the reward is steadier but, at 400 samples per
+    prompt, no larger on average; composition falls under it too (to 0.447-0.494): the shared LoRA; and 200
+    rounds instead of 100 with the proxy, seed 3: gold -0.031, proxy +0.045 (14.5 min);
   Earlier models and proxies: lr 3e-4 barely moved the policy; lr 1.5e-3 to 3e-3 with the official shape gave
   -0.082 to +0.149 depending on lr and seed. With the gold oracle as the reward and the official shape, 40 rounds
   on one prompt changed it by -0.050;
