@@ -42,19 +42,20 @@ def near_misses(prompt: str, n: int, seed: int = 0) -> list[str]:
 
 def _renders(caption: str, prompt: str, reward, oracle, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(oracle, reward) scores for ``prompt`` of ``n`` clean renders of ``caption``; None if ``caption`` cannot be
-    drawn at this size (an edit may ask for five objects: "four circles and a square")."""
+    drawn at this size (more objects than fit: "four circles and four squares")."""
     try:
         images = to_tensor(render_batch([caption] * n, seed=RENDER_SEED, policy="uniform"))
     except ValueError:
         return None
     prompts = [prompt] * n
-    return oracle(images, prompts).cpu(), reward(images, prompts).detach().cpu()
+    return oracle(images, prompts).cpu(), reward(images, prompts).cpu()
 
 
+@torch.no_grad()
 def probe_prompt(pipe, reward, oracle, prompt: str, samples: int = 64, renders: int = 16, edits: int = 8) -> dict:
     """The measurements of the module docstring for one prompt of the shapes grammar."""
     images, prompts, _ = sample(pipe, [prompt], samples, SHAPES_SAMPLING)
-    gold, scores = oracle(images, prompts).cpu(), reward(images, prompts).detach().cpu()
+    gold, scores = oracle(images, prompts).cpu(), reward(images, prompts).cpu()
     agreement, pairs = pairwise_agreement(scores.tolist(), gold.tolist(), prompts)
     drawn = _renders(prompt, prompt, reward, oracle, renders)
     correct = drawn[1].mean().item() if drawn is not None else float("nan")
