@@ -32,7 +32,9 @@ shapes world is the default everywhere while the method Config defaults stay tho
     per round with 192 of their 640 transitions per step (seeds 0-2: +0.034, +0.177, +0.076; 8.5 min);
   - this recipe with the gold oracle as the reward (``--reward shapes-oracle``), seeds 0, 1, 3: +0.099, +0.096,
     +0.074 (the proxy's: +0.154, +0.023, +0.028). The truth as the reward is steadier but, at 400 samples per
-    prompt, no larger on average; composition falls under it too (to 0.447-0.494): the shared LoRA; and 200
+    prompt, no larger on average; composition falls under it too (to 0.447-0.494): the shared LoRA; on an
+    H200 (CUDA arithmetic, so other runs than the CPU's), seeds 2, 4-7: oracle +0.144, +0.111, +0.009, +0.048,
+    +0.032, proxy +0.057, +0.205, -0.063, +0.007, -0.030; and 200
     rounds instead of 100 with the proxy, seed 3: gold -0.031, proxy +0.045 (14.5 min);
   Earlier models and proxies: lr 3e-4 barely moved the policy; lr 1.5e-3 to 3e-3 with the official shape gave
   -0.082 to +0.149 depending on lr and seed. With the gold oracle as the reward and the official shape, 40 rounds
