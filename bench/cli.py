@@ -1,4 +1,4 @@
-"""The `bench` command line: run, ls.
+"""The `bench` command line: run, pretrain, eval, table, plot, report, probe-reward, ls.
 
 Errors in user input print one line (``error: ...``) and exit with code 2; ``--debug`` shows the traceback.
 """
