@@ -352,9 +352,9 @@ def probe_reward_cmd(
             parse(prompt)
         except ValueError as exc:
             raise BenchError(f"probe-reward needs prompts of the shapes grammar: {exc}") from None
-    scorer = SCORERS.get(reward)(device="cpu")
+    scorer = _build_scorer(SCORERS.get(reward))
     _quiet_libraries()
-    pipe, oracle = load_pipeline(str(resolve_model(model))), ShapesOracle()
+    pipe, oracle = load_pipeline(str(resolve_model(model)), device=scorer.device), ShapesOracle()
     rows = []
     for i, prompt in enumerate(prompt_list):
         typer.echo(f"[{i + 1}/{len(prompt_list)}] {prompt}", err=True)
