@@ -22,8 +22,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 setup: $(VENV)/.installed
 
 lint: setup
-	$(BIN)/ruff check bench methods evaluations tests
-	$(BIN)/ruff format --check bench methods evaluations tests
+	$(BIN)/ruff check bench methods evaluations tests scripts
+	$(BIN)/ruff format --check bench methods evaluations tests scripts
 
 test: setup lint
 	@sh .ci/install-chromium.sh

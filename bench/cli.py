@@ -1,4 +1,4 @@
-"""The `bench` command line: run, pretrain, eval, table, plot, report, probe-reward, ls.
+"""The `bench` command line: run, pretrain, eval, table, plot, report, probe-reward, perf, ls.
 
 Errors in user input print one line (``error: ...``) and exit with code 2; ``--debug`` shows the traceback.
 """
@@ -360,6 +360,43 @@ def probe_reward_cmd(
         typer.echo(f"[{i + 1}/{len(prompt_list)}] {prompt}", err=True)
         rows.append(probe_prompt(pipe, scorer, oracle, prompt, samples=samples, edits=edits))
     typer.echo(format_table(rows))
+
+
+PERF_SECTIONS = ("sampling", "round", "memory", "scaling", "options", "processes")
+PERF_EXTRA = ("compile",)  # torch.compile of the UNet (minutes on 2 cores): only when asked for
+
+
+@app.command("perf", help="Time and memory of a DPOK round by phase, as ratios measured in one run (results/perf/).")
+def perf_cmd(
+    quick: bool = typer.Option(False, "--quick", help="fewer repeats and sizes (under 3 minutes on 2 cores)"),
+    baseline: str = typer.Option(
+        None, "--baseline", help="python of another dpok-bench install: time the same workload through it too"
+    ),
+    sections: str = typer.Option(",".join(PERF_SECTIONS), "--sections", help="comma-separated sections to run"),
+    device: str = typer.Option(None, "--device", help="torch device (default: accelerate's)"),
+    sd15: bool = typer.Option(
+        False, "--sd15", help="instead: one DPOK update of SD v1.5's architecture, random weights"
+    ),
+    out: str = typer.Option("results/perf", "--out", help="output folder"),
+) -> None:
+    chosen = tuple(x.strip() for x in sections.split(",") if x.strip())
+    unknown = sorted(set(chosen) - set(PERF_SECTIONS) - set(PERF_EXTRA))
+    if unknown:
+        known = ", ".join(PERF_SECTIONS + PERF_EXTRA)
+        raise BenchError(f"--sections: unknown {', '.join(unknown)}; known: {known}")
+    _quiet_libraries()
+    from bench.dist import process_state
+
+    device = device or str(process_state().device)
+    if sd15:
+        from bench.perf_sd import run_sd15
+
+        path = run_sd15(Path(out), device, quick, echo=lambda m: typer.echo(m, err=True))
+    else:
+        from bench.perf import run_perf
+
+        path = run_perf(quick, baseline, Path(out), device, chosen, lambda m: typer.echo(m, err=True))
+    typer.echo(f"perf: {path} and {path.with_suffix('.md')}")
 
 
 @app.command("ls", help="List registered methods or scorers (built-ins, entry points, --plugin).")

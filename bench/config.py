@@ -35,6 +35,12 @@ class SamplingConfig:
     eta: float = param(1.0, "DDIM eta: 0 is deterministic, 1 is DDPM-like noise (DPOK: 1)", ge=0.0, le=1.0)
     height: int | None = param(None, "image height in pixels; default: the model's own size", ge=8)
     width: int | None = param(None, "image width in pixels; default: the model's own size", ge=8)
+    parallel_reference: str = param(
+        "auto",
+        "run the reference's prediction in a second thread beside the policy's, each with half the CPU threads "
+        "(auto: on CPU with >= 2 torch threads and no autocast; off: one after the other)",
+        choices=("auto", "off"),
+    )
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,9 @@ class RunConfig:
     mixed_precision: str = param("no", "accelerate mixed precision", choices=("no", "fp16", "bf16"))
     allow_download: bool = param(False, "allow hub downloads of --model (off: offline is the default)")
     checkpoint_every: int = param(0, "write checkpoint/ every N rounds (0: only at the end)", ge=0)
+    gradient_checkpointing: bool = param(
+        False, "recompute UNet activations in the backward pass instead of keeping them (less memory, more time)"
+    )
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "rollout sampler"})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapters"})
     hparams: Any = field(default=None, metadata={"help": "the method's own Config dataclass"})

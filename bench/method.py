@@ -114,3 +114,28 @@ class Method:
 def chunk(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
     """Split one optimiser step's indices into micro-batches of ``size``."""
     return list(torch.split(indices, size))
+
+
+def policy_steps(buffer, fresh: dict[str, torch.Tensor] | None, hp, ctx) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """The round's ``hp.updates_per_round`` optimiser steps over a transition buffer, each of
+    ``hp.batch_size`` x ``hp.grad_accum`` transitions drawn without replacement (with replacement when the buffer
+    is smaller), in micro-batches of ``hp.batch_size``.
+
+    ``fresh`` holds the graph-carrying tensors (``*_graph``) of the newest ``len(fresh[...])`` transitions, from
+    the rollout that sampled them. When every transition of the first step is fresh, that step is one
+    micro-batch that carries them: its loss is the same mean, back-propagated once through the rollout's own
+    forward instead of recomputing it (the ratio is exactly 1 there). The random draws are the same either way.
+    """
+    per_step = hp.batch_size * hp.grad_accum
+    for _ in range(hp.updates_per_round):
+        order = ctx.permutation(len(buffer))
+        if len(order) < per_step:  # a small buffer is reused within the step rather than failing
+            order = order[ctx.randint(len(order), per_step)]
+        step = order[:per_step]
+        first_fresh = len(buffer) - len(next(iter(fresh.values()))) if fresh else None
+        if fresh is not None and bool((step >= first_fresh).all()):
+            batch = buffer.gather(step, ctx.device)
+            yield [batch | {k: v[step - first_fresh] for k, v in fresh.items()}]
+        else:
+            yield [buffer.gather(idx, ctx.device) for idx in chunk(step, hp.batch_size)]
+        fresh = None

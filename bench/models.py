@@ -1,6 +1,8 @@
 """Load a Stable Diffusion pipeline, add LoRA adapters, switch to the reference policy, save and load LoRA.
 
-The reference policy p_pre is the same UNet with its adapters disabled (DESIGN.md): no second copy of the UNet.
+The reference policy p_pre is the same UNet with its adapters disabled: no second copy of the UNet's weights.
+For running the reference beside the policy in another thread, ``reference_model`` gives a second module tree
+without adapters whose every weight tensor is the policy UNet's own.
 LoRA goes through peft (``unet.add_adapter``) and is saved in diffusers' format, so a fresh pipeline's
 ``load_lora_weights(run/lora)`` reproduces the fine-tuned model.
 """
@@ -8,6 +10,8 @@ LoRA goes through peft (``unet.add_adapter``) and is saved in diffusers' format,
 from __future__ import annotations
 
 import contextlib
+import copy
+import itertools
 import os
 import warnings
 from pathlib import Path
@@ -106,6 +110,28 @@ def reference_policy(unet):
         yield
     finally:
         unet.enable_adapters()
+
+
+def reference_model(unet):
+    """p_pre as a module tree of its own: the UNet without its adapters, sharing every weight tensor with ``unet``
+    (no copy of the weights), so that it can run at the same time as the policy (peft's adapter switch is state of
+    the shared modules). Built on first use and cached on the UNet until its dtype or device changes."""
+    first = next(unet.parameters())
+    key = (first.dtype, first.device)
+    cached = unet.__dict__.get("_bench_reference")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    shared = {id(t): t for t in itertools.chain(unet.parameters(), unet.buffers())}
+    ref = copy.deepcopy(unet, shared)
+    for module in list(ref.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, BaseTunerLayer):
+                setattr(module, name, child.get_base_layer())
+    ref._hf_peft_config_loaded = False
+    unet.__dict__["_bench_reference"] = (key, ref)  # not a submodule: not saved, not in state_dict
+    return ref
 
 
 def lora_state_dict(unet) -> dict[str, torch.Tensor]:

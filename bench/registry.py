@@ -19,6 +19,7 @@ BUILTIN_METHODS = {
     "reward-only": "bench.methods.dpok:RewardOnly",
     "kl-only": "bench.methods.dpok:KLOnly",
     "sft": "bench.methods.sft:SFT",
+    "ddpo": "bench.methods.ddpo:DDPO",
 }
 
 BUILTIN_SCORERS = {

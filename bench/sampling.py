@@ -12,13 +12,16 @@ DDPO code) or ``sum`` (the true density); KL by ``mse`` of the guided noise pred
 
 from __future__ import annotations
 
+import contextlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from bench.models import reference_policy
+from bench.models import reference_model, reference_policy
+from bench.timing import phase
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 REDUCTIONS = ("mean", "sum")
@@ -133,6 +136,7 @@ class Rollout:
     stds: torch.Tensor  # (K,) the step's standard deviation sigma_t (0 where deterministic)
     ref_eps: torch.Tensor | None  # (B, K, C, h, w) guided reference prediction, or None
     kl: torch.Tensor | None  # (B, K) KL estimate of the sampling policy to the reference
+    graph: dict[str, torch.Tensor] | None = None  # keep_graph: (B, K) "log_prob" and "kl" with autograd history
 
     @property
     def stochastic(self) -> torch.Tensor:
@@ -153,7 +157,10 @@ class Rollout:
         }
         if self.ref_eps is not None:
             out["ref_eps"] = self.ref_eps[:, steps]
-        return {k: v.reshape(-1, *v.shape[2:]).clone() for k, v in out.items()}
+        out = {k: v.reshape(-1, *v.shape[2:]).clone() for k, v in out.items()}
+        for key, value in (self.graph or {}).items():  # same order as the stored transitions; no clone (keeps grad)
+            out[f"{key}_graph"] = value[:, steps].reshape(-1)
+        return out
 
 
 def latent_shape(pipe, n: int, height: int | None, width: int | None) -> tuple[int, ...]:
@@ -170,8 +177,18 @@ def decode(pipe, latents: torch.Tensor) -> torch.Tensor:
     return pipe.image_processor.postprocess(image, output_type="pt", do_denormalize=[True] * len(image))
 
 
-@torch.inference_mode()
-def rollout(pipe, prompts, seeds, sampling, prompt_cache, *, reference: bool, reduction="mean", kl_estimator="mse"):
+def rollout(
+    pipe,
+    prompts,
+    seeds,
+    sampling,
+    prompt_cache,
+    *,
+    reference: bool,
+    reduction="mean",
+    kl_estimator="mse",
+    keep_graph: bool = False,
+):
     """Sample one image per (prompt, seed) with DDIM eta > 0, recording each step.
 
     Args:
@@ -180,7 +197,55 @@ def rollout(pipe, prompts, seeds, sampling, prompt_cache, *, reference: bool, re
         sampling: a SamplingConfig (num_steps, guidance_scale, eta, height, width).
         prompt_cache: a PromptCache for ``pipe``.
         reference: also compute the reference policy's (adapters disabled) guided prediction at every step.
+        keep_graph: keep the policy's autograd graph of every step's log-probability and KL (``Rollout.graph``),
+            so an on-policy update (ratio 1) can back-propagate through the sampling pass instead of recomputing
+            it. The samples are the same as without it; the latents themselves carry no gradient (x_t is data).
     """
+    with torch.no_grad() if keep_graph else torch.inference_mode():
+        return _rollout(pipe, prompts, seeds, sampling, prompt_cache, reference, reduction, kl_estimator, keep_graph)
+
+
+_REFERENCE_POOL: ThreadPoolExecutor | None = None
+
+
+def reference_threads(sampling, device) -> int:
+    """Torch threads for each of the policy's and the reference's concurrent calls, or 0 to run them in turn.
+
+    On a CPU the tiny UNet does not keep two threads busy (one thread is ~1.6x slower than two, not 2x), so two
+    calls side by side with one thread each finish sooner than one after the other with two."""
+    if sampling.parallel_reference == "off" or torch.device(device).type != "cpu":
+        return 0
+    if torch.is_autocast_enabled("cpu") or torch.get_num_threads() < 2:
+        return 0
+    return torch.get_num_threads() // 2
+
+
+def _reference_call(unet, x_in, t, cond, uncond, guidance_scale, threads):
+    torch.set_num_threads(threads)  # this thread's own OpenMP setting
+    with torch.no_grad():  # grad mode is per thread
+        return guided_eps(unet, x_in, t, cond, uncond, guidance_scale)
+
+
+def _rollout(pipe, prompts, seeds, sampling, prompt_cache, reference, reduction, kl_estimator, keep_graph):
+    global _REFERENCE_POOL
+    threads = reference_threads(sampling, pipe.unet.device) if reference else 0
+    if not threads:
+        return _rollout_steps(pipe, prompts, seeds, sampling, prompt_cache, reference, reduction, kl_estimator,
+                              keep_graph, None)  # fmt: skip
+    if _REFERENCE_POOL is None:
+        _REFERENCE_POOL = ThreadPoolExecutor(1, thread_name_prefix="bench-reference")
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        parallel = (_REFERENCE_POOL, reference_model(pipe.unet), threads)
+        return _rollout_steps(pipe, prompts, seeds, sampling, prompt_cache, reference, reduction, kl_estimator,
+                              keep_graph, parallel)  # fmt: skip
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _rollout_steps(pipe, prompts, seeds, sampling, prompt_cache, reference, reduction, kl_estimator, keep_graph,
+                   parallel):  # fmt: skip
     device = pipe.unet.device
     dtype = pipe.unet.dtype
     scheduler = pipe.scheduler
@@ -192,31 +257,55 @@ def rollout(pipe, prompts, seeds, sampling, prompt_cache, *, reference: bool, re
     x = randn_tensor(shape, generator=generators, device=device, dtype=dtype) * scheduler.init_noise_sigma
     step = scheduler.config.num_train_timesteps // scheduler.num_inference_steps
     latents, log_probs, ref_list, kls, stds = [x], [], [], [], []
+    graph_lp, graph_kl = [], []
+    grad = torch.enable_grad if keep_graph else contextlib.nullcontext
     for t in scheduler.timesteps:
         x_in = scheduler.scale_model_input(x, t)
-        eps = guided_eps(pipe.unet, x_in, t, cond, uncond, sampling.guidance_scale)
-        mean, std = ddim_mean_std(scheduler, eps, t, t - step, x, sampling.eta)
+        if parallel:
+            pool, ref_unet, threads = parallel
+            pending = pool.submit(_reference_call, ref_unet, x_in, t, cond, uncond, sampling.guidance_scale, threads)
+        with grad(), phase("rollout.policy"):
+            eps = guided_eps(pipe.unet, x_in, t, cond, uncond, sampling.guidance_scale)
+            mean, std = ddim_mean_std(scheduler, eps, t, t - step, x, sampling.eta)
         if sampling.eta > 0:
             noise = randn_tensor(eps.shape, generator=generators, device=device, dtype=dtype)
-            x_prev = mean + std * noise
+            x_prev = mean.detach() + std * noise
         else:
-            x_prev = mean
+            x_prev = mean.detach()
         stochastic = bool((std > 0).all())
-        log_probs.append(gaussian_log_prob(x_prev, mean, std, reduction) if stochastic else x.new_zeros(len(x)))
+        with grad():
+            log_prob = gaussian_log_prob(x_prev, mean, std, reduction) if stochastic else x.new_zeros(len(x))
+        log_probs.append(log_prob.detach())
+        graph_lp.append(log_prob)
         stds.append(float(std.flatten()[0]) if stochastic else 0.0)
         if reference:
-            with reference_policy(pipe.unet):
-                ref = guided_eps(pipe.unet, x_in, t, cond, uncond, sampling.guidance_scale)
+            with phase("rollout.reference"):  # with ``parallel``: the wait for the second thread
+                if parallel:
+                    ref = pending.result()
+                else:
+                    with reference_policy(pipe.unet):
+                        ref = guided_eps(pipe.unet, x_in, t, cond, uncond, sampling.guidance_scale)
             ref_mean, _ = ddim_mean_std(scheduler, ref, t, t - step, x, sampling.eta)
             ref_list.append(ref)
-            kls.append(kl_estimate(eps, ref, mean, ref_mean, std, kl_estimator) if stochastic else x.new_zeros(len(x)))
+            with grad():
+                kl = kl_estimate(eps, ref, mean, ref_mean, std, kl_estimator) if stochastic else x.new_zeros(len(x))
+            kls.append(kl.detach())
+            graph_kl.append(kl)
         latents.append(x_prev)
         x = x_prev
     timesteps = scheduler.timesteps.to("cpu").long()
+    graph = None
+    if keep_graph:
+        with torch.enable_grad():  # stacking under no_grad would cut the history
+            graph = {"log_prob": torch.stack(graph_lp, 1).float()}
+            if reference:
+                graph["kl"] = torch.stack(graph_kl, 1).float()
+    with phase("rollout.decode"):
+        images = decode(pipe, x).float()
     return Rollout(
         prompts=list(prompts),
         seeds=[int(s) for s in seeds],
-        images=decode(pipe, x).float(),
+        images=images,
         latents=torch.stack(latents, 1),
         timesteps=timesteps,
         prev_timesteps=timesteps - step,
@@ -224,4 +313,5 @@ def rollout(pipe, prompts, seeds, sampling, prompt_cache, *, reference: bool, re
         stds=torch.tensor(stds),
         ref_eps=torch.stack(ref_list, 1) if reference else None,
         kl=torch.stack(kls, 1).float() if reference else None,
+        graph=graph,
     )

@@ -29,6 +29,7 @@ from bench.method import lr_factor
 from bench.models import add_lora, load_pipeline, reference_policy, save_lora
 from bench.results import append_jsonl, env_info, replace_dir, write_json, write_text, write_yaml
 from bench.sampling import PromptCache, ddim_mean_std, gaussian_log_prob, guided_eps, kl_estimate, latent_shape, rollout
+from bench.timing import phase
 
 
 class TrainContext:
@@ -39,7 +40,8 @@ class TrainContext:
         self.prompts = prompts
         self.device = accelerator.device
         self.process = accelerator.process_index
-        self.generator = torch.Generator().manual_seed(_derive_seed(config.seed, self.process, "data"))
+        # one data-order stream for all processes (seeded as process 0's): each takes its own slice of the round
+        self.generator = torch.Generator().manual_seed(_derive_seed(config.seed, 0, "data"))
         self.sample_counter = 0
         self.prompt_cache = PromptCache(pipe)
         self.round = 0
@@ -48,16 +50,44 @@ class TrainContext:
         self.text_dim = pipe.text_encoder.config.hidden_size  # CLIPTextModel's pooled output width
 
     def round_prompts(self, n: int) -> tuple[list[int], list[int]]:
-        """``n`` prompt ids (each prompt equally often, in a random order) and fresh per-sample seeds."""
-        reps = math.ceil(n / len(self.prompts))
+        """``n`` prompt ids (each prompt equally often, in a random order) and fresh per-sample seeds.
+
+        With several processes the round is one global batch of ``n`` x processes samples, drawn as one process
+        would draw it, and process ``p`` takes the ``p``-th slice: 2 processes x 8 sample what 1 x 16 samples."""
+        world = self.accelerator.num_processes
+        total = n * world
+        reps = math.ceil(total / len(self.prompts))
         order = torch.cat([torch.randperm(len(self.prompts), generator=self.generator) for _ in range(reps)])
-        ids = order[:n].tolist()
-        seeds = [_derive_seed(self.config.seed, self.process, self.sample_counter + i) for i in range(n)]
-        self.sample_counter += n
+        first = self.process * n
+        ids = order[first : first + n].tolist()
+        seeds = [_derive_seed(self.config.seed, 0, self.sample_counter + first + i) for i in range(n)]
+        self.sample_counter += total
         return ids, seeds
 
-    def rollout(self, prompt_ids, seeds, *, reference=True, reduction="mean", kl_estimator="mse"):
-        """Sample with the current policy through the shared sampler (adapters on)."""
+    def permutation(self, n: int) -> torch.Tensor:
+        """A random order of this process's ``n`` items (buffer entries).
+
+        One process draws ``randperm(n)``. With several, each draws the permutation of all ``n`` x processes items
+        that one process holding them all would draw, and keeps its own items in that order: the data-order stream
+        stays in step with a single-process run, so later rounds draw the same prompts."""
+        world = self.accelerator.num_processes
+        if world == 1:
+            return torch.randperm(n, generator=self.generator)
+        order = torch.randperm(n * world, generator=self.generator)
+        first = self.process * n
+        return order[(order >= first) & (order < first + n)] - first
+
+    def randint(self, n: int, size: int) -> torch.Tensor:
+        """``size`` random indices into this process's ``n`` items, in step across processes like ``permutation``."""
+        world = self.accelerator.num_processes
+        if world == 1:
+            return torch.randint(n, (size,), generator=self.generator)
+        draw = torch.randint(n * world, (size * world,), generator=self.generator)
+        return draw[self.process * size : (self.process + 1) * size] % n
+
+    def rollout(self, prompt_ids, seeds, *, reference=True, reduction="mean", kl_estimator="mse", keep_graph=False):
+        """Sample with the current policy through the shared sampler (adapters on); ``keep_graph`` keeps the
+        policy's autograd graph of each step's log-prob and KL for an on-policy update (``Rollout.graph``)."""
         prompts = [self.prompts[i] for i in prompt_ids]
         with self.accelerator.autocast():
             return rollout(
@@ -69,11 +99,13 @@ class TrainContext:
                 reference=reference,
                 reduction=reduction,
                 kl_estimator=kl_estimator,
+                keep_graph=keep_graph,
             )
 
     @torch.no_grad()
     def reward(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        values = self.scorer(images.to(self.device), prompts).float()
+        with phase("reward"):
+            values = self.scorer(images.to(self.device), prompts).float()
         if not torch.isfinite(values).all():
             raise NonFinite(f"the reward {self.config.reward!r} returned a non-finite value")
         return values
@@ -89,13 +121,16 @@ class TrainContext:
         return self._embeddings(prompt_ids)[2]
 
     def evaluate_transitions(self, batch, *, reduction="mean", kl_estimator="mse"):
-        """log p_theta(x_{t-1} | x_t, z) and KL_t of stored transitions under the current policy, with gradient."""
+        """log p_theta(x_{t-1} | x_t, z) and KL_t of stored transitions under the current policy, with gradient
+        (KL_t is None for transitions stored without the reference's prediction)."""
         cond, uncond, _ = self._embeddings(batch["prompt_id"])
         s = self.config.sampling
         x_t = batch["x_t"]
         eps = guided_eps(self.pipe.unet, x_t, batch["timestep"], cond, uncond, s.guidance_scale)
         mean, std = ddim_mean_std(self.pipe.scheduler, eps, batch["timestep"], batch["prev_timestep"], x_t, s.eta)
         log_prob = gaussian_log_prob(batch["x_prev"], mean, std, reduction)
+        if "ref_eps" not in batch:  # sampled without the reference (a method with no KL term)
+            return log_prob, None
         ref_eps = batch["ref_eps"]
         ref_mean, _ = ddim_mean_std(self.pipe.scheduler, ref_eps, batch["timestep"], batch["prev_timestep"], x_t, s.eta)
         return log_prob, kl_estimate(eps, ref_eps, mean, ref_mean, std, kl_estimator)
@@ -153,6 +188,8 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=self.config.mixed_precision, cpu=use_cpu())
         set_seed(self.config.seed)
         pipe = load_pipeline(self.model_path, self.accelerator.device)
+        if self.config.gradient_checkpointing:
+            pipe.unet.enable_gradient_checkpointing()
         lora = self.config.lora
         self.params = add_lora(pipe.unet, lora.rank, lora.alpha, lora.targets)
         hp = self.config.hparams
@@ -208,10 +245,12 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = hp.lr * lr_factor(hp.lr_schedule, round_, self.config.steps)
                 try:
-                    collected = self.method.collect(self.ctx)
+                    with phase("collect"):
+                        collected = self.method.collect(self.ctx)
                     rows = []
                     for micro_batches in self.method.updates(self.ctx):
-                        metrics = self.step(micro_batches)
+                        with phase("update"):
+                            metrics = self.step(micro_batches)
                         self.update += 1
                         rows.append({"round": round_ + 1, "update": self.update, **collected, **metrics,
                                      "lr": self.optimizer.param_groups[0]["lr"]})  # fmt: skip
@@ -244,6 +283,12 @@ class Trainer:
     def save(self) -> None:
         """Write lora/ and checkpoint/ (each swapped in atomically)."""
         self._check_in_sync()
+        local = self._process_state()
+        ranks = None
+        if self.accelerator.num_processes > 1:  # every process's buffer, statistics and generators
+            from accelerate.utils import gather_object
+
+            ranks = gather_object([local])
         if not self.accelerator.is_main_process:
             return
         unet = self.ctx.pipe.unet
@@ -253,12 +298,21 @@ class Trainer:
             "round": self.ctx.round + 1,
             "lora": {n: p.detach().cpu() for n, p in unet.named_parameters() if "lora_" in n},
             "optimizer": self.optimizer.state_dict(),
+            **local,
+            "num_processes": self.accelerator.num_processes,
+        }
+        if ranks is not None:
+            state["ranks"] = ranks
+        save_checkpoint(self.run_dir / "checkpoint", state)
+
+    def _process_state(self) -> dict:
+        """What differs between data-parallel processes: the method's state (buffer, statistics) and RNGs."""
+        return {
             "method": self.method.state_dict(),
             "generator": self.ctx.generator.get_state(),
             "sample_counter": self.ctx.sample_counter,
             "torch_rng": torch.get_rng_state(),
         }
-        save_checkpoint(self.run_dir / "checkpoint", state)
 
     def restore(self) -> None:
         """Continue from ``checkpoint/``: weights, optimizer, method state, RNGs; drop rows logged after it.
@@ -276,14 +330,24 @@ class Trainer:
                 if name in state["lora"]:
                     p.copy_(state["lora"][name])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.method.load_state_dict(state["method"])
-        self.ctx.generator.set_state(state["generator"])
-        self.ctx.sample_counter = state["sample_counter"]
-        torch.set_rng_state(state["torch_rng"])
+        world = self.accelerator.num_processes
+        saved = state.get("num_processes", 1)
+        if saved != world:
+            raise BenchError(
+                f"checkpoint {self.run_dir / 'checkpoint'} was written by {saved} process(es); resume it with "
+                f"{saved}, not {world} (each process's buffer and generators are its own)"
+            )
+        local = state["ranks"][self.accelerator.process_index] if world > 1 else state
+        self.method.load_state_dict(local["method"])
+        self.ctx.generator.set_state(local["generator"])
+        self.ctx.sample_counter = local["sample_counter"]
+        torch.set_rng_state(local["torch_rng"])
         self.update, self.start_round = state["update"], state["round"]
         self._truncate_logs(state)
 
     def _truncate_logs(self, state: dict) -> None:
+        if not self.accelerator.is_main_process:
+            return
         for name, key in (("train.jsonl", "update"), ("timing.jsonl", "round")):
             path = self.run_dir / name
             if path.exists():

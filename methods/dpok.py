@@ -49,6 +49,12 @@ Departures from the official code:
         gradient's norm: on the shapes model (DDIM 20 steps, one prompt, gold-oracle reward) the step t = 51 -> 1
         (sigma 0.041) had 5-20x the policy-gradient norm of every other step, and two halves of 64 trajectories each
         agreed on its direction with cosine 0.09 (-0.3 to +0.4 on the other steps, most positive on the early ones).
+    13. ``on_policy_graph=auto`` (default): when the buffer keeps no more than one round's transitions, the rollout
+        keeps the policy's autograd graph, and the round's first optimiser step, whose transitions are then all
+        fresh (ratio exactly 1), back-propagates through the sampling pass instead of recomputing the forward. The
+        step is one micro-batch of all its transitions (the same mean). Transitions, loss and gradient equal the
+        recomputing path's up to float rounding (tests/integration/test_on_policy_graph.py); memory grows with
+        samples x steps. The official code always recomputes; ``on_policy_graph=off`` does too.
 """
 
 from __future__ import annotations
@@ -59,8 +65,9 @@ import torch
 
 from bench.buffer import TransitionBuffer
 from bench.config import param
-from bench.method import Method, OptimConfig, chunk
+from bench.method import Method, OptimConfig, policy_steps
 from bench.sampling import KL_ESTIMATORS, REDUCTIONS
+from bench.timing import phase
 from bench.value import ValueNetwork
 
 
@@ -89,6 +96,12 @@ class DPOKConfig(OptimConfig):
     logprob_reduction: str = param("mean", "log-prob over latent dims: mean (official) or sum", choices=REDUCTIONS)
     kl_estimator: str = param(
         "mse", "per-step KL: mse of noise predictions (official) or closed_form", choices=KL_ESTIMATORS
+    )
+    on_policy_graph: str = param(
+        "auto",
+        "auto: when the buffer holds one round, keep the rollout's graph and train the round's first step from it "
+        "(no recomputed forward; memory grows with samples x steps); off: always recompute",
+        choices=("auto", "off"),
     )
 
 
@@ -134,6 +147,7 @@ class DPOK(Method):
         self.value: ValueNetwork | None = None
         self.value_opt: torch.optim.Optimizer | None = None
         self.prompt_stats: dict[int, tuple[int, float, float]] = {}  # prompt id -> (count, mean, sum of sq. dev.)
+        self.fresh: dict[str, torch.Tensor] | None = None  # this round's graph-carrying log-probs and KLs
 
     def setup(self, ctx) -> None:
         if self.hp.baseline == "value":
@@ -141,12 +155,24 @@ class DPOK(Method):
             self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=self.hp.value_lr, weight_decay=0.0)
             self.value, self.value_opt = ctx.accelerator.prepare(self.value, self.value_opt)
 
+    def _keeps_graph(self, ctx) -> bool:
+        """Departure 13: the round's first step can reuse the rollout's graph only if every transition it draws is
+        fresh (ratio exactly 1), which holds when the buffer keeps no more than one round's transitions."""
+        per_round = self.hp.samples_per_round * ctx.config.sampling.num_steps
+        return (
+            self.hp.on_policy_graph == "auto" and self.hp.alpha + self.hp.beta > 0 and self.hp.buffer_size <= per_round
+        )
+
     def collect(self, ctx) -> dict[str, float]:
         hp = self.hp
         prompt_ids, seeds = ctx.round_prompts(hp.samples_per_round)
-        rollout = ctx.rollout(prompt_ids, seeds, reduction=hp.logprob_reduction, kl_estimator=hp.kl_estimator)
+        keep_graph = self._keeps_graph(ctx)
+        rollout = ctx.rollout(
+            prompt_ids, seeds, reduction=hp.logprob_reduction, kl_estimator=hp.kl_estimator, keep_graph=keep_graph
+        )
         rewards = ctx.reward(rollout.images, rollout.prompts).float().cpu()
         transitions = rollout.transitions(min_std=hp.min_std)
+        self.fresh = {k: transitions.pop(k) for k in list(transitions) if k.endswith("_graph")} or None
         sample = transitions.pop("sample")
         transitions["reward"] = rewards[sample]
         transitions["prompt_id"] = torch.as_tensor(prompt_ids)[sample]
@@ -161,7 +187,8 @@ class DPOK(Method):
         }
         metrics["kl_rollout"] = rollout.kl[:, rollout.stochastic].sum(1).mean().item()
         if self.value is not None and hp.alpha > 0:
-            metrics["value_loss"] = self._fit_value(ctx)
+            with phase("value"):
+                metrics["value_loss"] = self._fit_value(ctx)
         return metrics
 
     def _prompt_stats(self, prompt_ids, rewards) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,7 +214,7 @@ class DPOK(Method):
         losses = []
         for _ in range(self.hp.value_steps):
             n = min(self.hp.value_batch_size, len(self.buffer))
-            idx = torch.randperm(len(self.buffer), generator=ctx.generator)[:n]
+            idx = ctx.permutation(len(self.buffer))[:n]
             batch = self.buffer.gather(idx, ctx.device)
             pred = self.value(batch["x_t"], batch["timestep"], ctx.text_features(batch["prompt_id"]))
             loss = torch.nn.functional.mse_loss(pred, batch["reward"].to(pred.dtype))
@@ -198,17 +225,16 @@ class DPOK(Method):
         return sum(losses) / max(len(losses), 1)
 
     def updates(self, ctx):
-        hp = self.hp
-        per_step = hp.batch_size * hp.grad_accum
-        for _ in range(hp.updates_per_round):
-            order = torch.randperm(len(self.buffer), generator=ctx.generator)
-            if len(order) < per_step:  # a small buffer is reused within the step rather than failing
-                order = order[torch.randint(len(order), (per_step,), generator=ctx.generator)]
-            yield [self.buffer.gather(idx, ctx.device) for idx in chunk(order[:per_step], hp.batch_size)]
+        fresh, self.fresh = self.fresh, None  # the rollout's graph serves the first step at most, then is freed
+        yield from policy_steps(self.buffer, fresh, self.hp, ctx)
 
     def loss(self, batch, ctx):
         hp = self.hp
-        log_prob, kl = ctx.evaluate_transitions(batch, reduction=hp.logprob_reduction, kl_estimator=hp.kl_estimator)
+        if "log_prob_graph" in batch:  # on-policy: the rollout's own forward, so p_theta = p_old exactly
+            log_prob = batch["log_prob_graph"]
+            kl = batch["kl_graph"]
+        else:
+            log_prob, kl = ctx.evaluate_transitions(batch, reduction=hp.logprob_reduction, kl_estimator=hp.kl_estimator)
         if self.value is not None:
             with torch.no_grad():
                 baseline = self.value(batch["x_t"], batch["timestep"], ctx.text_features(batch["prompt_id"]))

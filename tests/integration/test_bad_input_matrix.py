@@ -23,7 +23,7 @@ def _matrix(tmp, tiny_sd):
     m = ["--model", str(tiny_sd)]
     return [
         # CLI options
-        (["--method", "dpko"] + m, "error: unknown method 'dpko'; known: dpok, kl-only, reward-only, sft"),
+        (["--method", "dpko"] + m, "error: unknown method 'dpko'; known: ddpo, dpok, kl-only, reward-only, sft"),
         (["--reward", "imagerewad"] + m, "error: unknown scorer 'imagerewad'"),
         (["--alpha", "-1"] + m, "error: alpha must be >= 0.0 (got -1.0)"),
         (["--beta", "-1"] + m, "error: beta must be >= 0.0 (got -1.0)"),

@@ -11,7 +11,7 @@ def _cases(tiny_sd, tmp_path):
     not_a_pipeline.mkdir(exist_ok=True)
     model = ["--model", str(tiny_sd)]
     return [
-        (["--method", "dpko"] + model, "error: unknown method 'dpko'; known: dpok, kl-only, reward-only, sft"),
+        (["--method", "dpko"] + model, "error: unknown method 'dpko'; known: ddpo, dpok, kl-only, reward-only, sft"),
         (["--reward", "imagerewrd"] + model, "error: unknown scorer 'imagerewrd'; known: "),
         (["--alpha", "-1"] + model, "error: alpha must be >= 0.0 (got -1.0)"),
         (["--beta", "-0.01"] + model, "error: beta must be >= 0.0 (got -0.01)"),

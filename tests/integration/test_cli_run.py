@@ -8,6 +8,9 @@ import yaml
 from cli_helpers import TINY_DPOK, TINY_SFT, run_cli
 from safetensors.torch import load_file
 
+TINY_DDPO = ["--set", "sampling.num_steps=4", "--samples-per-round", "2", "--batch-size", "4", "--grad-accum", "2",
+             "--stat-min-count", "2"]  # fmt: skip
+
 
 @pytest.mark.parametrize(
     "method, extra",
@@ -16,6 +19,7 @@ from safetensors.torch import load_file
         ("reward-only", TINY_DPOK + ["--lr-schedule", "linear"]),
         ("kl-only", TINY_DPOK),
         ("sft", TINY_SFT),
+        ("ddpo", TINY_DDPO),
     ],
 )
 def test_run_writes_a_complete_run_folder(capsys, tmp_path, tiny_sd, method, extra):
@@ -42,6 +46,8 @@ def test_run_writes_a_complete_run_folder(capsys, tmp_path, tiny_sd, method, ext
         assert [r["lr"] for r in rows] == pytest.approx([lr, lr * 2 / 3, lr / 3])  # linear decay over 3 rounds
     else:
         assert all(r["lr"] == lr for r in rows)
+    if method == "ddpo":  # no KL, no reference: the PPO loss of the fresh round at ratio 1
+        assert all("kl" not in r and r["ratio"] == 1.0 and r["clipfrac"] == 0.0 for r in rows)
     if method == "kl-only":
         assert config["hparams"]["alpha"] == 0.0
         assert all(r["loss"] == pytest.approx(0.01 * r["kl"]) for r in rows)

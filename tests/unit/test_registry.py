@@ -12,7 +12,7 @@ def test_unknown_names_list_known_and_closest():
     with pytest.raises(BenchError) as err:
         METHODS.get("dpko")
     assert "unknown method 'dpko'; known: " in str(err.value)
-    assert "dpok, kl-only, reward-only, sft" in str(err.value)
+    assert "ddpo, dpok, kl-only, reward-only, sft" in str(err.value)
     assert str(err.value).endswith("did you mean 'dpok'?")
     with pytest.raises(BenchError, match="unknown scorer 'compressability'.*did you mean 'compressibility'"):
         SCORERS.get("compressability")

@@ -1,0 +1,149 @@
+"""`bench perf --sd15`: DPOK on Stable Diffusion v1.5's architecture at 512 px, with random weights (no download).
+
+The UNet, VAE, text encoder and scheduler are built from SD v1.5's published configs (``unet/config.json``,
+``vae/config.json``, ``text_encoder/config.json``, ``scheduler/scheduler_config.json`` of the v1.5 release); the
+tokenizer is a small CLIP BPE tokenizer written here (77 tokens, as CLIP's), since CLIP's vocabulary is a
+download. Speed and memory depend on the architecture and the sizes, not on the weights' values.
+
+On CPU one configuration runs (batch 1, 2 denoising steps, gradient checkpointing, fp32): its round time by phase
+and peak resident memory. On an accelerator a grid runs: batch 1, 4, 8 x fp16, bf16 x gradient checkpointing on,
+off, at 50 DDIM steps (the paper's), reporting images per second and the device's max allocated memory.
+Every cell trains all of its round's transitions once (micro-batches of the batch size), recomputing the forward
+(``on_policy_graph=off``: the graph of 50 steps at 512 px does not fit), beta 0.01, value baseline.
+"""
+
+from __future__ import annotations
+
+import datetime
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench.timing import PeakMemory, record
+
+SD15_UNET = {"sample_size": 64, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+             "block_out_channels": (320, 640, 1280, 1280), "attention_head_dim": 8, "cross_attention_dim": 768,
+             "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                  "DownBlock2D"),
+             "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+             "norm_num_groups": 32, "act_fn": "silu", "flip_sin_to_cos": True, "freq_shift": 0}  # fmt: skip
+SD15_VAE = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2,
+            "block_out_channels": (128, 256, 512, 512), "down_block_types": ("DownEncoderBlock2D",) * 4,
+            "up_block_types": ("UpDecoderBlock2D",) * 4, "norm_num_groups": 32, "sample_size": 512,
+            "scaling_factor": 0.18215}  # fmt: skip
+SD15_TEXT = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+             "max_position_embeddings": 77, "hidden_act": "quick_gelu", "projection_dim": 768}  # fmt: skip
+SD15_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": False,
+                  "set_alpha_to_one": False, "steps_offset": 1, "num_train_timesteps": 1000}  # fmt: skip
+WORDS = ["a", "photo", "of", "cat", "dog", "green", "red", "rabbit", "on", "the", "moon", "four", "roses"]
+
+
+def write_sd15(folder: Path, unet=SD15_UNET, vae=SD15_VAE, text=SD15_TEXT, seed: int = 0) -> Path:
+    """Save a random-weight pipeline of SD v1.5's architecture (or of the given configs) to ``folder``."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from bench.tokenizer import write_clip_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = write_clip_tokenizer(folder / "tokenizer_src", WORDS, max_length=text["max_position_embeddings"])
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL(**vae),
+        text_encoder=CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), **text, **ids)),
+        tokenizer=tokenizer,
+        unet=UNet2DConditionModel(**unet),
+        scheduler=DDIMScheduler(**SD15_SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder / "pipe")
+    return folder / "pipe"
+
+
+def dpok_round(model_path: str, *, batch: int, steps: int, checkpointing: bool, precision: str, rounds: int = 2):
+    """Time ``rounds`` DPOK rounds (the first a warm-up) on ``model_path``; phases and peak memory of the last."""
+    from bench.registry import SCORERS
+    from bench.resolve import resolve_run_config
+    from bench.trainer import Trainer
+
+    method = ["--samples-per-round", str(batch), "--batch-size", str(batch), "--grad-accum", str(steps),
+              "--buffer-size", str(batch * steps), "--updates-per-round", "1", "--on-policy-graph", "off",
+              "--value-batch-size", str(batch * steps), "--beta", "0.01"]  # fmt: skip
+    sets = [f"sampling.num_steps={steps}", "sampling.guidance_scale=7.5", "sampling.eta=1.0",
+            f"gradient_checkpointing={str(checkpointing).lower()}", f"mixed_precision={precision}"]  # fmt: skip
+    common = {"method": "dpok", "model": model_path, "prompts": "a photo of a cat|a green rabbit",
+              "reward": "compressibility", "steps": rounds}  # fmt: skip
+    cfg, method_cls, _ = resolve_run_config(None, common, sets, method)
+    prompts = common["prompts"].split("|")
+    per_round = []
+    with tempfile.TemporaryDirectory() as tmp, record() as rec:
+        state = {"t": 0.0, "seconds": {}}
+
+        def progress(done, total, metrics):
+            now = time.perf_counter()
+            seconds = dict(rec["seconds"])
+            per_round.append({"round": now - state["t"]} | {k: v - state["seconds"].get(k, 0.0)
+                                                            for k, v in seconds.items()})  # fmt: skip
+            state.update(t=now, seconds=seconds)
+
+        trainer = Trainer(cfg, method_cls, model_path, prompts, SCORERS.get(cfg.reward), Path(tmp), progress)
+        trainer.setup()
+        with PeakMemory() as peak:
+            state["t"] = time.perf_counter()
+            trainer.run()
+    last = per_round[-1]
+    out = {"batch": batch, "steps": steps, "gradient_checkpointing": checkpointing, "precision": precision,
+           "phases_s": last, "images_per_s": batch / last["round"], "peak_rss_mb": peak.peak_rss / 2**20}  # fmt: skip
+    if peak.peak_device is not None:
+        out["device_max_allocated_mb"] = peak.peak_device / 2**20
+    return out
+
+
+def run_sd15(out_dir: Path, device: str, quick: bool, echo, model_path: str | None = None) -> Path:
+    """Write ``sd15-<device>-<date>.json`` and ``.md`` into ``out_dir``."""
+    from bench.perf import device_name
+    from bench.results import env_info, write_json, write_text
+
+    dev = torch.device(device)
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        if model_path is None:
+            echo("sd15: building SD v1.5's architecture with random weights ...")
+            model_path = str(write_sd15(Path(tmp)))
+        if dev.type == "cpu":
+            cells = [dict(batch=1, steps=2, checkpointing=True, precision="no")]
+        else:
+            batches = (1, 4) if quick else (1, 4, 8)
+            cells = [dict(batch=b, steps=50, checkpointing=gc, precision=p)
+                     for p in ("fp16", "bf16") for gc in (True, False) for b in batches]  # fmt: skip
+        results = []
+        for cell in cells:
+            echo(f"sd15: {cell}")
+            try:
+                results.append(dpok_round(model_path, **cell))
+            except torch.OutOfMemoryError as exc:  # a cell that does not fit is reported, the others still run
+                results.append(cell | {"error": f"out of memory: {str(exc).splitlines()[0]}"})
+                torch.cuda.empty_cache()
+    report = {"device": device_name(dev), "env": env_info(str(dev), 1), "cells": results, "quick": quick,
+              "wall_seconds": time.time() - start}  # fmt: skip
+    stem = f"sd15-{device_name(dev)}-{datetime.date.today().isoformat()}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / f"{stem}.json", report)
+    lines = [f"# bench perf --sd15 on {report['device']}", "", "SD v1.5 architecture, random weights, 512 px. "
+             f"{report['wall_seconds']:.0f} s in all.", "",
+             "| batch | steps | grad. ckpt | precision | round s | images/s | peak RSS MB | device max MB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['batch']} | {r['steps']} | {r['checkpointing']} | {r['precision']} | {r['error']} |||")
+            continue
+        lines.append(f"| {r['batch']} | {r['steps']} | {r['gradient_checkpointing']} | {r['precision']} | "
+                     f"{r['phases_s']['round']:.2f} | {r['images_per_s']:.3f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r.get('device_max_allocated_mb', 0):.0f} |")  # fmt: skip
+    write_text(out_dir / f"{stem}.md", "\n".join(lines) + "\n")
+    return out_dir / f"{stem}.json"
