@@ -210,6 +210,8 @@ def _rounds(b: Bench, rounds: int, **method_over) -> dict:
         trainer.setup()
         trainer.run()
     measured = per_round[1:]
+    for row in measured:  # per round, then the median: a difference of medians can come out negative
+        row["other"] = row["round"] - sum(row.get(k, 0.0) for k in LEAVES)
     keys = sorted({k for row in measured for k in row})
     return {k: statistics.median(row.get(k, 0.0) for row in measured) for k in keys}
 
@@ -238,8 +240,6 @@ def section_round(b: Bench) -> dict:
     )
     backward = bare["fwdbwd"] - bare["grad"]
     floor = samp["policy"] + samp["reference"] + backward
-    for phases in (graph, recompute):
-        phases["other"] = phases["round"] - sum(phases.get(k, 0.0) for k in LEAVES)
     return {
         "phases_on_policy_graph": graph,
         "phases_recompute": recompute,

@@ -136,7 +136,7 @@ class Rollout:
     stds: torch.Tensor  # (K,) the step's standard deviation sigma_t (0 where deterministic)
     ref_eps: torch.Tensor | None  # (B, K, C, h, w) guided reference prediction, or None
     kl: torch.Tensor | None  # (B, K) KL estimate of the sampling policy to the reference
-    graph: dict[str, torch.Tensor] | None = None  # keep_graph: (B, K) "log_prob" and "kl" with autograd history
+    graph: dict[str, list[torch.Tensor]] | None = None  # keep_graph: per step, (B,) "log_prob" and "kl" with grad
 
     @property
     def stochastic(self) -> torch.Tensor:
@@ -157,9 +157,52 @@ class Rollout:
         }
         if self.ref_eps is not None:
             out["ref_eps"] = self.ref_eps[:, steps]
-        out = {k: v.reshape(-1, *v.shape[2:]).clone() for k, v in out.items()}
-        for key, value in (self.graph or {}).items():  # same order as the stored transitions; no clone (keeps grad)
-            out[f"{key}_graph"] = value[:, steps].reshape(-1)
+        return {k: v.reshape(-1, *v.shape[2:]).clone() for k, v in out.items()}
+
+    def fresh_graph(self, min_std: float = 0.0) -> FreshGraph | None:
+        """The graph-carrying tensors of the transitions ``transitions(min_std)`` returns, or None without a graph."""
+        if self.graph is None:
+            return None
+        steps = (self.stds > min_std).nonzero().flatten().tolist()
+        return FreshGraph(
+            {key: [per_step[k] for k in steps] for key, per_step in self.graph.items()}, len(self.prompts)
+        )
+
+
+@dataclass
+class FreshGraph:
+    """A rollout's per-step tensors with autograd history, for the transitions it just stored.
+
+    Transition ``j`` of the rollout (in ``Rollout.transitions`` order) is sample ``j // steps`` at kept step
+    ``j % steps``. Steps are separate graphs, so groups of steps back-propagate independently."""
+
+    tensors: dict[str, list[torch.Tensor]]  # key -> one (B,) tensor per kept step
+    samples: int
+
+    @property
+    def steps(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __len__(self) -> int:
+        return self.samples * self.steps
+
+    def gather(self, positions: torch.Tensor, groups: int) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """Split ``positions`` (transition indices of this rollout) into up to ``groups`` sets of whole steps whose
+        graphs share nothing; per set, the mask of ``positions`` it holds and its ``<key>_graph`` tensors."""
+        sample, step = positions // self.steps, positions % self.steps
+        out = []
+        for group in torch.arange(self.steps).tensor_split(groups):
+            if not len(group):
+                continue
+            first, last = int(group[0]), int(group[-1])
+            mask = (step >= first) & (step <= last)
+            if not bool(mask.any()):
+                continue
+            values = {}
+            for key, per_step in self.tensors.items():
+                stacked = torch.stack(per_step[first : last + 1], 1)  # (B, steps in group)
+                values[f"{key}_graph"] = stacked[sample[mask], step[mask] - first]
+            out.append((mask, values))
         return out
 
 
@@ -296,10 +339,10 @@ def _rollout_steps(pipe, prompts, seeds, sampling, prompt_cache, reference, redu
     timesteps = scheduler.timesteps.to("cpu").long()
     graph = None
     if keep_graph:
-        with torch.enable_grad():  # stacking under no_grad would cut the history
-            graph = {"log_prob": torch.stack(graph_lp, 1).float()}
+        with torch.enable_grad():  # a cast under no_grad would cut the history
+            graph = {"log_prob": [v.float() for v in graph_lp]}
             if reference:
-                graph["kl"] = torch.stack(graph_kl, 1).float()
+                graph["kl"] = [v.float() for v in graph_kl]
     with phase("rollout.decode"):
         images = decode(pipe, x).float()
     return Rollout(

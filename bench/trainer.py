@@ -48,6 +48,9 @@ class TrainContext:
         self.num_train_timesteps = pipe.scheduler.config.num_train_timesteps
         self.latent_numel = int(np.prod(latent_shape(pipe, 1, config.sampling.height, config.sampling.width)))
         self.text_dim = pipe.text_encoder.config.hidden_size  # CLIPTextModel's pooled output width
+        cpu_parallel = self.device.type == "cpu" and torch.get_num_threads() >= 2 and config.mixed_precision == "no"
+        #: how many disjoint parts an on-policy step's graph is split into (the trainer runs them side by side)
+        self.backward_groups = 2 if config.parallel_backward == "auto" and cpu_parallel else 1
 
     def round_prompts(self, n: int) -> tuple[list[int], list[int]]:
         """``n`` prompt ids (each prompt equally often, in a random order) and fresh per-sample seeds.
@@ -202,6 +205,7 @@ class Trainer:
         self.method.setup(self.ctx)
         self.update = 0
         self.start_round = 0
+        self._pool = None
         if self.accelerator.is_main_process and not (self.run_dir / "config.yaml").exists():
             write_yaml(self.run_dir / "config.yaml", to_dict(self.config) | {"model_path": self.model_path})
             write_json(
@@ -213,6 +217,8 @@ class Trainer:
     def step(self, micro_batches) -> dict:
         """One optimiser step over ``micro_batches`` (gradient accumulation)."""
         self.optimizer.zero_grad(set_to_none=True)
+        if len(micro_batches) > 1 and all("log_prob_graph" in b for b in micro_batches):
+            return self._finish_step(self._parallel_backward(micro_batches))
         sums: dict[str, float] = {}
         for batch in micro_batches:
             with self.accelerator.autocast():
@@ -222,6 +228,40 @@ class Trainer:
             self.accelerator.backward(loss / len(micro_batches))
             for k, v in {"loss": loss.item(), **metrics}.items():
                 sums[k] = sums.get(k, 0.0) + v / len(micro_batches)
+        return self._finish_step(sums)
+
+    def _parallel_backward(self, micro_batches) -> dict:
+        """Micro-batches whose graphs share nothing (groups of an on-policy step's denoising steps), each
+        back-propagated in its own thread with half the CPU threads; gradients summed in a fixed order, weighted by
+        size so the total is the mean over all the step's transitions."""
+        sizes = [len(b["log_prob_graph"]) for b in micro_batches]
+        total = sum(sizes)
+        threads = max(1, torch.get_num_threads() // len(micro_batches))
+
+        def work(batch, weight):
+            torch.set_num_threads(threads)  # this thread's own OpenMP setting
+            loss, metrics = self.method.loss(batch, self.ctx)
+            if not torch.isfinite(loss):
+                raise NonFinite("non-finite loss")
+            grads = torch.autograd.grad(loss * weight, self.params, allow_unused=True)
+            return {"loss": loss.item(), **metrics}, grads
+
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(len(micro_batches), thread_name_prefix="bench-backward")
+        futures = [self._pool.submit(work, b, n / total) for b, n in zip(micro_batches, sizes, strict=True)]
+        results = [f.result() for f in futures]
+        sums: dict[str, float] = {}
+        for (metrics, _), n in zip(results, sizes, strict=True):
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v * n / total
+        for i, p in enumerate(self.params):
+            parts = [grads[i] for _, grads in results if grads[i] is not None]
+            p.grad = sum(parts[1:], parts[0]) if parts else None
+        return sums
+
+    def _finish_step(self, sums: dict) -> dict:
         _sync_gradients(self.accelerator, self.params)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.hparams.grad_clip)
         if not torch.isfinite(grad_norm):

@@ -108,7 +108,7 @@ class DDPO(Method):
         super().__init__(hparams)
         self.stats = PerPromptStats(hparams.stat_buffer, hparams.stat_min_count)
         self.buffer: TransitionBuffer | None = None
-        self.fresh: dict[str, torch.Tensor] | None = None
+        self.fresh = None  # this round's graph-carrying log-probs (a FreshGraph)
 
     def setup(self, ctx) -> None:
         # on-policy: the buffer holds exactly one round's transitions
@@ -122,7 +122,7 @@ class DDPO(Method):
         rewards = ctx.reward(rollout.images, rollout.prompts).float().cpu()
         advantages = self.stats.advantages(prompt_ids, rewards).clamp(-hp.adv_clip_max, hp.adv_clip_max)
         transitions = rollout.transitions()
-        self.fresh = {k: transitions.pop(k) for k in list(transitions) if k.endswith("_graph")} or None
+        self.fresh = rollout.fresh_graph()
         sample = transitions.pop("sample")
         transitions["advantage"] = advantages[sample]
         transitions["prompt_id"] = torch.as_tensor(prompt_ids)[sample]

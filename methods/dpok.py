@@ -52,7 +52,8 @@ Departures from the official code:
     13. ``on_policy_graph=auto`` (default): when the buffer keeps no more than one round's transitions, the rollout
         keeps the policy's autograd graph, and the round's first optimiser step, whose transitions are then all
         fresh (ratio exactly 1), back-propagates through the sampling pass instead of recomputing the forward. The
-        step is one micro-batch of all its transitions (the same mean). Transitions, loss and gradient equal the
+        step's micro-batches are groups of whole denoising steps (one group, or two that the trainer back-propagates
+        in two CPU threads), weighted by size: the same mean. Transitions, loss and gradient equal the
         recomputing path's up to float rounding (tests/integration/test_on_policy_graph.py); memory grows with
         samples x steps. The official code always recomputes; ``on_policy_graph=off`` does too.
 """
@@ -147,7 +148,7 @@ class DPOK(Method):
         self.value: ValueNetwork | None = None
         self.value_opt: torch.optim.Optimizer | None = None
         self.prompt_stats: dict[int, tuple[int, float, float]] = {}  # prompt id -> (count, mean, sum of sq. dev.)
-        self.fresh: dict[str, torch.Tensor] | None = None  # this round's graph-carrying log-probs and KLs
+        self.fresh = None  # this round's graph-carrying log-probs and KLs (a FreshGraph)
 
     def setup(self, ctx) -> None:
         if self.hp.baseline == "value":
@@ -172,7 +173,7 @@ class DPOK(Method):
         )
         rewards = ctx.reward(rollout.images, rollout.prompts).float().cpu()
         transitions = rollout.transitions(min_std=hp.min_std)
-        self.fresh = {k: transitions.pop(k) for k in list(transitions) if k.endswith("_graph")} or None
+        self.fresh = rollout.fresh_graph(hp.min_std)
         sample = transitions.pop("sample")
         transitions["reward"] = rewards[sample]
         transitions["prompt_id"] = torch.as_tensor(prompt_ids)[sample]

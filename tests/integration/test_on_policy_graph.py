@@ -20,12 +20,14 @@ METHODS = {
 }
 
 
-def _train(tiny_sd, tmp_path, method, graph: str, rounds: int = 2, forbid_recompute: bool = False):
+def _train(tiny_sd, tmp_path, method, graph: str, rounds=2, forbid_recompute=False, parallel="auto"):
     common = {"method": method, "model": str(tiny_sd), "steps": rounds, "seed": 3}
     args = METHODS[method] + ["--on-policy-graph", graph]
-    cfg, cls, _ = resolve_run_config(None, common, ["sampling.num_steps=3"], args)
+    sets = ["sampling.num_steps=3", f"parallel_backward={parallel}"]
+    cfg, cls, _ = resolve_run_config(None, common, sets, args)
     run_dir = create_run_dir(tmp_path, f"{method}-{graph}")
     trainer = Trainer(cfg, cls, str(tiny_sd), PROMPTS, Compressibility, run_dir).setup()
+    assert trainer.ctx.backward_groups == (2 if parallel == "auto" and torch.get_num_threads() >= 2 else 1)
     trainer.ctx.pipe.to(dtype=torch.float64)  # only the order of float operations differs between the two paths
     if forbid_recompute:
 
@@ -40,9 +42,10 @@ def _train(tiny_sd, tmp_path, method, graph: str, rounds: int = 2, forbid_recomp
     return update, rows
 
 
-@pytest.mark.parametrize("method", ["dpok", "ddpo"])
-def test_graph_step_equals_recomputed_step(tiny_sd, tmp_path, method):
-    kept, rows_kept = _train(tiny_sd, tmp_path, method, "auto", forbid_recompute=True)
+@pytest.mark.parametrize("method, parallel", [("dpok", "auto"), ("dpok", "off"), ("ddpo", "auto")])
+def test_graph_step_equals_recomputed_step(tiny_sd, tmp_path, method, parallel):
+    """Side by side (two groups of steps, two threads) or as one backward: the recomputing path's update."""
+    kept, rows_kept = _train(tiny_sd, tmp_path, method, "auto", forbid_recompute=True, parallel=parallel)
     recomputed, rows_re = _train(tiny_sd, tmp_path, method, "off")
     assert max(u.abs().max().item() for u in kept) > 1e-4  # the LoRA weights did move
     for a, b in zip(kept, recomputed, strict=True):
