@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test lint demo clean
+.PHONY: setup test test-slow lint demo clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,7 +27,11 @@ lint: setup
 
 test: setup lint
 	@sh .ci/install-chromium.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+# Minutes each and several GB of memory (SD v1.5's architecture at 512 px on CPU): not part of `make test`.
+test-slow: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
 
 # DPOK on the shapes world's four weakness prompts, then a before/after table on fresh seeds.
 demo: setup

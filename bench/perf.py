@@ -125,7 +125,7 @@ class Bench:
         out = rollout(self.pipe, list(prompts), list(range(len(prompts))), sampling, self.cache,
                       reference=reference, keep_graph=keep_graph)  # fmt: skip
         if backward:
-            (out.graph["log_prob"].mean() + out.graph["kl"].mean()).backward()
+            (torch.stack(out.graph["log_prob"]).mean() + torch.stack(out.graph["kl"]).mean()).backward()
             for p in self.params:
                 p.grad = None
         return out
@@ -469,6 +469,9 @@ def run_perf(quick: bool, baseline: str | None, out_dir: Path, device: str, sect
         t0 = time.time()
         report["sections"][name] = fn()
         report["sections"][name]["section_seconds"] = time.time() - t0
+    trl = sorted(out_dir.glob("trl-*.json"))  # written by scripts/perf_vs_trl.sh, a venv of its own
+    if trl:
+        report["sections"]["trl"] = json.loads(trl[-1].read_text()) | {"file": trl[-1].name}
     report["wall_seconds"] = time.time() - start
     stamp = datetime.date.today().isoformat()
     stem = f"{device_name(b.device)}-{stamp}{'-quick' if quick else ''}"

@@ -106,6 +106,12 @@ def markdown(report: dict) -> str:
             f"Round: 1 process {p['one_process_round_s']:.3f} s, 2 processes {p['two_processes_round_s']:.3f} s: "
             f"ratio {p['two_vs_one']:.3f}.",
         ]
+    if "trl" in s:
+        t = s["trl"]
+        lines += ["", f"## ddpo vs TRL {t['trl_version']} DDPOTrainer ({t['file']}, scripts/perf_vs_trl.sh)", "",
+                  f"Seconds per sample at identical work: TRL {t['trl_seconds_per_sample']:.3f}, the suite's ddpo "
+                  f"{t['suite_ddpo_seconds_per_sample']:.3f} ({t['rounds_measured']['trl']} and "
+                  f"{t['rounds_measured']['suite']} rounds, alternating blocks)."]  # fmt: skip
     if "baseline" in s:
         bl = s["baseline"]
         lines += [

@@ -28,7 +28,10 @@ SAMPLES, STEPS, GUIDANCE = 16, 20, 5.0
 
 
 def trl_rounds(model_path: str, prompts: list[str], reward, rounds: int) -> list[float]:
+    from accelerate import PartialState
     from trl import DDPOConfig, DDPOTrainer, DefaultDDPOStableDiffusionPipeline
+
+    PartialState(cpu=True)  # TRL logs through accelerate before its trainer creates the state
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

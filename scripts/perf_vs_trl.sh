@@ -10,7 +10,8 @@ if [ ! -x .venv-trl/bin/python ]; then
   $PY -m venv .venv-trl
   site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   trl_site=$(.venv-trl/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-  echo "$site" > "$trl_site/dpok-bench-venv.pth"
+  # addsitedir also runs the project venv's own .pth files (the editable install of dpok-bench among them)
+  echo "import site; site.addsitedir('$site')" > "$trl_site/dpok-bench-venv.pth"
   .venv-trl/bin/pip install --quiet --no-deps trl==0.23.1
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
