@@ -183,20 +183,17 @@ def section_sampling(b: Bench) -> dict:
     }
 
 
-def _rounds(b: Bench, rounds: int, **method_over) -> dict:
-    """Train ``rounds`` + 1 rounds of the workload in-process; per-phase medians over all but the first."""
+def time_rounds(common: dict, sets: list[str], method_args: list[str], model_path: str, prompts: list[str]):
+    """Train in-process (run folder in a temporary directory). Returns one row per round, its wall seconds
+    (``round``, counted from the end of setup) and its seconds per phase, and the run's ``PeakMemory``."""
     from bench.registry import SCORERS
     from bench.resolve import resolve_run_config
     from bench.trainer import Trainer
 
-    method_args = []
-    for key, value in {**WORKLOAD["method"], **method_over}.items():
-        method_args += [f"--{key.replace('_', '-')}", str(value)]
-    common = dict(WORKLOAD["common"], steps=rounds + 1)
-    cfg, method_cls, _ = resolve_run_config(None, common, list(WORKLOAD["sets"]), method_args)
+    cfg, method_cls, _ = resolve_run_config(None, common, list(sets), method_args)
     per_round: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp, record() as rec:
-        last = {"t": time.perf_counter(), "seconds": {}}
+        last = {"t": 0.0, "seconds": {}}
 
         def progress(done, total, metrics):
             now = time.perf_counter()
@@ -206,9 +203,21 @@ def _rounds(b: Bench, rounds: int, **method_over) -> dict:
             per_round.append(row)
             last.update(t=now, seconds=seconds)
 
-        trainer = Trainer(cfg, method_cls, b.model_path, _prompt_list(), SCORERS.get(cfg.reward), Path(tmp), progress)
+        trainer = Trainer(cfg, method_cls, model_path, prompts, SCORERS.get(cfg.reward), Path(tmp), progress)
         trainer.setup()
-        trainer.run()
+        with PeakMemory() as peak:
+            last["t"] = time.perf_counter()
+            trainer.run()
+    return per_round, peak
+
+
+def _rounds(b: Bench, rounds: int, **method_over) -> dict:
+    """Train ``rounds`` + 1 rounds of the workload in-process; per-phase medians over all but the first."""
+    method_args = []
+    for key, value in {**WORKLOAD["method"], **method_over}.items():
+        method_args += [f"--{key.replace('_', '-')}", str(value)]
+    common = dict(WORKLOAD["common"], steps=rounds + 1)
+    per_round, _ = time_rounds(common, WORKLOAD["sets"], method_args, b.model_path, _prompt_list())
     measured = per_round[1:]
     for row in measured:  # per round, then the median: a difference of medians can come out negative
         row["other"] = row["round"] - sum(row.get(k, 0.0) for k in LEAVES)

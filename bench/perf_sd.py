@@ -21,8 +21,6 @@ from pathlib import Path
 
 import torch
 
-from bench.timing import PeakMemory, record
-
 SD15_UNET = {"sample_size": 64, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
              "block_out_channels": (320, 640, 1280, 1280), "attention_head_dim": 8, "cross_attention_dim": 768,
              "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
@@ -67,35 +65,17 @@ def write_sd15(folder: Path, unet=SD15_UNET, vae=SD15_VAE, text=SD15_TEXT, seed:
 
 def dpok_round(model_path: str, *, batch: int, steps: int, checkpointing: bool, precision: str, rounds: int = 2):
     """Time ``rounds`` DPOK rounds (the first a warm-up) on ``model_path``; phases and peak memory of the last."""
-    from bench.registry import SCORERS
-    from bench.resolve import resolve_run_config
-    from bench.trainer import Trainer
+    from bench.perf import time_rounds
 
     method = ["--samples-per-round", str(batch), "--batch-size", str(batch), "--grad-accum", str(steps),
               "--buffer-size", str(batch * steps), "--updates-per-round", "1", "--on-policy-graph", "off",
               "--value-batch-size", str(batch * steps), "--beta", "0.01"]  # fmt: skip
     sets = [f"sampling.num_steps={steps}", "sampling.guidance_scale=7.5", "sampling.eta=1.0",
             f"gradient_checkpointing={str(checkpointing).lower()}", f"mixed_precision={precision}"]  # fmt: skip
-    common = {"method": "dpok", "model": model_path, "prompts": "a photo of a cat|a green rabbit",
-              "reward": "compressibility", "steps": rounds}  # fmt: skip
-    cfg, method_cls, _ = resolve_run_config(None, common, sets, method)
-    prompts = common["prompts"].split("|")
-    per_round = []
-    with tempfile.TemporaryDirectory() as tmp, record() as rec:
-        state = {"t": 0.0, "seconds": {}}
-
-        def progress(done, total, metrics):
-            now = time.perf_counter()
-            seconds = dict(rec["seconds"])
-            per_round.append({"round": now - state["t"]} | {k: v - state["seconds"].get(k, 0.0)
-                                                            for k, v in seconds.items()})  # fmt: skip
-            state.update(t=now, seconds=seconds)
-
-        trainer = Trainer(cfg, method_cls, model_path, prompts, SCORERS.get(cfg.reward), Path(tmp), progress)
-        trainer.setup()
-        with PeakMemory() as peak:
-            state["t"] = time.perf_counter()
-            trainer.run()
+    prompts = ["a photo of a cat", "a green rabbit"]
+    common = {"method": "dpok", "model": model_path, "prompts": "|".join(prompts), "reward": "compressibility",
+              "steps": rounds}  # fmt: skip
+    per_round, peak = time_rounds(common, sets, method, model_path, prompts)
     last = per_round[-1]
     out = {"batch": batch, "steps": steps, "gradient_checkpointing": checkpointing, "precision": precision,
            "phases_s": last, "images_per_s": batch / last["round"], "peak_rss_mb": peak.peak_rss / 2**20}  # fmt: skip

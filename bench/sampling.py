@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from bench.dist import cpu_halves
 from bench.models import reference_model, reference_policy
 from bench.timing import phase
 
@@ -252,15 +253,8 @@ _REFERENCE_POOL: ThreadPoolExecutor | None = None
 
 
 def reference_threads(sampling, device) -> int:
-    """Torch threads for each of the policy's and the reference's concurrent calls, or 0 to run them in turn.
-
-    On a CPU the tiny UNet does not keep two threads busy (one thread is ~1.6x slower than two, not 2x), so two
-    calls side by side with one thread each finish sooner than one after the other with two."""
-    if sampling.parallel_reference == "off" or torch.device(device).type != "cpu":
-        return 0
-    if torch.is_autocast_enabled("cpu") or torch.get_num_threads() < 2:
-        return 0
-    return torch.get_num_threads() // 2
+    """Torch threads for each of the policy's and the reference's concurrent calls, or 0 to run them in turn."""
+    return 0 if sampling.parallel_reference == "off" else cpu_halves(device)
 
 
 def _reference_call(unet, x_in, t, cond, uncond, guidance_scale, threads):

@@ -23,7 +23,7 @@ import torch
 
 from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.config import RunConfig, to_dict
-from bench.dist import use_cpu
+from bench.dist import cpu_halves, use_cpu
 from bench.errors import BenchError
 from bench.method import lr_factor
 from bench.models import add_lora, load_pipeline, reference_policy, save_lora
@@ -48,9 +48,9 @@ class TrainContext:
         self.num_train_timesteps = pipe.scheduler.config.num_train_timesteps
         self.latent_numel = int(np.prod(latent_shape(pipe, 1, config.sampling.height, config.sampling.width)))
         self.text_dim = pipe.text_encoder.config.hidden_size  # CLIPTextModel's pooled output width
-        cpu_parallel = self.device.type == "cpu" and torch.get_num_threads() >= 2 and config.mixed_precision == "no"
+        split = config.parallel_backward == "auto" and config.mixed_precision == "no" and cpu_halves(self.device)
         #: how many disjoint parts an on-policy step's graph is split into (the trainer runs them side by side)
-        self.backward_groups = 2 if config.parallel_backward == "auto" and cpu_parallel else 1
+        self.backward_groups = 2 if split else 1
 
     def round_prompts(self, n: int) -> tuple[list[int], list[int]]:
         """``n`` prompt ids (each prompt equally often, in a random order) and fresh per-sample seeds.

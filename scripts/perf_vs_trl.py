@@ -57,33 +57,17 @@ def trl_rounds(model_path: str, prompts: list[str], reward, rounds: int) -> list
 
 
 def suite_rounds(rounds: int) -> list[float]:
-    from bench.registry import SCORERS
-    from bench.resolve import resolve_run_config
-    from bench.trainer import Trainer
+    from bench.models import resolve_model
+    from bench.perf import time_rounds
+    from bench.prompts import load_prompts
 
     method = ["--samples-per-round", str(SAMPLES), "--batch-size", str(SAMPLES), "--grad-accum", str(STEPS),
               "--updates-per-round", "1", "--lr", "3e-4"]  # fmt: skip
     sets = [f"sampling.num_steps={STEPS}", f"sampling.guidance_scale={GUIDANCE}", "sampling.eta=1.0"]
     common = {"method": "ddpo", "model": "shapes", "prompts": "shapes-demo", "reward": "shapes-reward",
               "steps": rounds}  # fmt: skip
-    cfg, method_cls, _ = resolve_run_config(None, common, sets, method)
-    from bench.models import resolve_model
-    from bench.prompts import load_prompts
-
-    times, last = [], [0.0]
-    with tempfile.TemporaryDirectory() as tmp:
-
-        def progress(done, total, metrics):
-            now = time.perf_counter()
-            times.append(now - last[0])
-            last[0] = now
-
-        trainer = Trainer(cfg, method_cls, resolve_model("shapes"), load_prompts("shapes-demo"),
-                          SCORERS.get(cfg.reward), Path(tmp), progress)  # fmt: skip
-        trainer.setup()
-        last[0] = time.perf_counter()
-        trainer.run()
-    return times
+    per_round, _ = time_rounds(common, sets, method, resolve_model("shapes"), load_prompts("shapes-demo"))
+    return [row["round"] for row in per_round]
 
 
 def main() -> None:
