@@ -434,8 +434,9 @@ def section_baseline(python: str, quick: bool) -> dict:
         for i in range(repeats):
             other += _run_rounds([python, "-m", "bench.cli"], workload_cli(rounds, f"{tmp}/base{i}"), {}, tmp)
             this += _run_rounds([sys.executable, "-m", "bench.cli"], workload_cli(rounds, f"{tmp}/this{i}"), {}, tmp)
-    version = subprocess.run([python, "-c", "import bench, pathlib; print(pathlib.Path(bench.__file__).parent)"],
-                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+        # from the runs' own folder: `python -c` puts the current folder first, which may hold this checkout
+        version = subprocess.run([python, "-c", "import bench, pathlib; print(pathlib.Path(bench.__file__).parent)"],
+                                 capture_output=True, text=True, cwd=tmp).stdout.strip()  # fmt: skip
     return {
         "baseline_python": python,
         "baseline_package": version,
