@@ -130,7 +130,7 @@ class StereotypeScorer(_ShapesDetecting):
     """``shapes-stereotype``: 1 if an "on the moon" image shows a yellow circle; NaN for other prompts."""
 
     name = "shapes-stereotype"
-    version = "1"
+    version = "2"  # 2: the detector of shapes-oracle 2
     higher_is_better = False
 
     def per_image(self, caption, found):
@@ -141,7 +141,7 @@ class ShapesColourLabel(_ShapesDetecting):
     """``shapes-colour``: index in ``COLOURS`` of the named shape's colour when the prompt names none, else NaN."""
 
     name = "shapes-colour"
-    version = "1"
+    version = "2"  # 2: the detector of shapes-oracle 2
     higher_is_better = False  # a category, not a score: see bias_from_eval
 
     def per_image(self, caption, found):
@@ -153,7 +153,7 @@ class ShapesBackgroundLabel(_ShapesDetecting):
     """``shapes-background``: index in ``BACKGROUNDS`` of the drawn background when the prompt names none."""
 
     name = "shapes-background"
-    version = "1"
+    version = "2"  # 2: the detector of shapes-oracle 2
     higher_is_better = False
 
     def per_image(self, caption, found):

@@ -1,13 +1,17 @@
 """shapes-oracle: the gold scorer of the shapes world, the fraction of a prompt's clauses an image satisfies.
 
 The prompt is parsed with the shapes grammar (bench/shapes/grammar.py) and the image is read with
-bench/shapes/detect.py (nearest-palette segmentation, connected components, shape by IoU with ideal shapes).
+``bench.shapes.detect.find_objects``: the background is the image's own (its border's median colour), an object is
+any connected region that differs from it, and the object's colour (one of the six, or ``"off-palette"`` when it is
+near none of them) and shape (IoU with ideal shapes) are then read. A lime triangle drawn for "a yellow triangle" is
+a triangle of the wrong colour: count right, colour wrong. Version 1 read objects only in the six object colours and
+took any pixel near a background colour for background, so that triangle vanished (docs/ORACLE.md).
 Clauses, each worth the same:
 
 - for every phrase: ``count`` (exactly that many objects of its shape), ``colour`` when named (at least one object
   of the shape, all of that colour), ``position`` when named (at least one object of the shape, every box centre
   in the region: left of 0.4 of the width, right of 0.6, above 0.4 of the height, below 0.6);
-- ``background`` when named (the most common background colour is the named one);
+- ``background`` when named (the image's background reads as the named one);
 - ``no_extra``: every object has a shape the prompt names (blobs and unasked shapes fail it), so an image cannot
   satisfy every prompt by drawing everything.
 
@@ -23,8 +27,10 @@ import numpy as np
 import torch
 
 from bench.scoring import Scorer
-from bench.shapes.detect import segment
+from bench.shapes.detect import OFF_PALETTE, find_objects
 from bench.shapes.grammar import BACKGROUNDS, COLOURS, SHAPES, Caption, parse
+
+OFF_PALETTE_NAME = "off-palette"  # the colour of an object near none of the six object colours
 
 # Centroid bounds of the regions, as fractions of the image side; renders put region centres within 0.35.
 REGION_BOUNDS = {
@@ -36,12 +42,13 @@ REGION_BOUNDS = {
 
 
 def detections(images) -> list[dict]:
-    """Per image: ``{"background": name or None, "objects": [{shape, colour, x, y, area, iou}, ...]}``.
+    """Per image: ``{"background": name or None, "objects": [{shape, colour, rgb, x, y, area, iou}, ...]}``.
 
-    ``shape`` is None for a blob; ``x`` and ``y`` are the centre of its bounding box as fractions of the width
+    ``shape`` is None for a blob; ``colour`` is one of the grammar's colours or ``OFF_PALETTE_NAME``, ``rgb`` the
+    median colour of the object's core; ``x`` and ``y`` are the centre of its bounding box as fractions of the width
     and height (the box, not the centroid, because a triangle's centroid sits low in its box).
     """
-    seg = segment(images)
+    seg = find_objects(images)
     _, h, w = seg.palette_index.shape
     comps = seg.components
     keep = np.flatnonzero(comps.is_object)
@@ -50,7 +57,8 @@ def detections(images) -> list[dict]:
         per_image[comps.image[k]].append(
             {
                 "shape": SHAPES[comps.shape[k]] if comps.shape[k] >= 0 else None,
-                "colour": COLOURS[comps.colour[k]],
+                "colour": COLOURS[comps.colour[k]] if comps.colour[k] != OFF_PALETTE else OFF_PALETTE_NAME,
+                "rgb": [round(float(c)) for c in seg.colour_rgb[k]],
                 "x": float((comps.x0[k] + comps.x1[k] + 1) / 2 / w),
                 "y": float((comps.y0[k] + comps.y1[k] + 1) / 2 / h),
                 "area": int(comps.area[k]),
@@ -94,7 +102,7 @@ def judge(caption: Caption, found: dict) -> list[dict]:
 
 class ShapesOracle(Scorer):
     name = "shapes-oracle"
-    version = "1"
+    version = "2"  # 2: objects are read against the image's own background (off-palette objects count)
     differentiable = False
     higher_is_better = True
 

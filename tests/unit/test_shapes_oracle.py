@@ -3,13 +3,15 @@
 import random
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bench.evaluations.shapes_oracle import ShapesOracle
 from bench.shapes import random_caption, render_batch, to_tensor
-from bench.shapes.render import OBJECT_RGB, Placed, Scene, rasterise
+from bench.shapes.detect import TOLERANCE
+from bench.shapes.render import BACKGROUND_RGB, OBJECT_RGB, Placed, Scene, rasterise
 
 
 def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -93,3 +95,85 @@ def test_detect_reads_objects_and_background():
 def test_prompt_outside_the_grammar_is_an_error():
     with pytest.raises(ValueError, match="not a shapes-world caption"):
         ShapesOracle()(clean(["a red circle"]), ["a photo of a cat"])
+
+
+# Version 2 reads objects against the image's own background: hand-made renders in every colour on every background.
+BACKGROUND_LIKE = {f"{name}-like": rgb for name, rgb in BACKGROUND_RGB.items()}  # object painted a background colour
+OFF_PALETTE_RGB = {"lime": (160, 205, 50), "pink": (250, 150, 200), "brown": (120, 70, 30), "teal": (0, 150, 150)}
+BG_PHRASE = {"plain": "on a plain background", "grass": "on grass", "sky": "in the sky", "moon": "on the moon"}
+
+
+def painted(background: str, rgb, shape="triangle") -> torch.Tensor:
+    """One object of ``shape`` (side 13, centred) repainted in ``rgb`` on ``background``."""
+    image = rasterise([scene(background, (shape, "red", 9, 9, 13))]).copy()
+    mask = (image[0] != np.array(BACKGROUND_RGB[background], np.uint8)).any(-1)
+    image[0][mask] = rgb
+    return to_tensor(image)
+
+
+def clause_results(images, prompt):
+    [detail] = ShapesOracle().details(images, [prompt])
+    return {c["clause"]: (c["ok"], c["got"]) for c in detail["clauses"]}, detail
+
+
+@pytest.mark.parametrize("background", list(BACKGROUND_RGB))
+@pytest.mark.parametrize("colour", list(OBJECT_RGB))
+def test_every_object_colour_reads_on_every_background(background, colour):
+    clauses, detail = clause_results(
+        painted(background, OBJECT_RGB[colour]), f"a {colour} triangle {BG_PHRASE[background]}"
+    )
+    assert detail["score"] == 1.0, clauses  # green on grass, blue on sky, yellow on the moon included
+
+
+def _differs(rgb, background) -> bool:
+    return float(np.linalg.norm(np.subtract(rgb, BACKGROUND_RGB[background], dtype=np.float32))) > TOLERANCE
+
+
+# Every background x every odd colour that differs from it (lime on grass does not: see the test after this one).
+ODD = [
+    (background, name)
+    for background in BACKGROUND_RGB
+    for name, rgb in {**BACKGROUND_LIKE, **OFF_PALETTE_RGB}.items()
+    if _differs(rgb, background)
+]
+
+
+@pytest.mark.parametrize(("background", "name"), ODD)
+def test_off_palette_and_background_like_objects_are_objects_of_the_wrong_colour(background, name):
+    rgb = {**BACKGROUND_LIKE, **OFF_PALETTE_RGB}[name]
+    clauses, detail = clause_results(painted(background, rgb), f"a yellow triangle {BG_PHRASE[background]}")
+    assert clauses == {
+        "count": (True, 1),  # the triangle is there
+        "colour": (False, ["off-palette"]),  # in no colour of the palette
+        "background": (True, background),  # and the background is still the image's own
+        "no_extra": (True, []),
+    }
+    assert detail["score"] == pytest.approx(3 / 4)
+    [obj] = detail["objects"]
+    assert obj["rgb"] == list(rgb)
+
+
+def test_object_as_close_to_the_background_as_noise_is_background():
+    assert len(ODD) == 26  # of 32 pairs: the 4 backgrounds on themselves, lime on grass and brown on the moon
+    lime_on_grass = painted("grass", OFF_PALETTE_RGB["lime"])  # RGB distance 66 <= TOLERANCE
+    clauses, _ = clause_results(lime_on_grass, "a yellow triangle on grass")
+    assert clauses["count"] == (False, 0) and clauses["background"] == (True, "grass")
+
+
+def test_lime_triangle_of_the_pretrained_model_is_a_triangle_of_the_wrong_colour():
+    # The colour measured at the core of the pretrained model's triangles for "a yellow triangle" (its model card).
+    clauses, detail = clause_results(painted("plain", (150, 200, 45)), "a yellow triangle")
+    assert clauses["count"] == (True, 1) and clauses["colour"] == (False, ["off-palette"])
+    assert detail["score"] == pytest.approx(2 / 3)  # version 1 scored it 1/3: it took the triangle for grass
+
+
+def test_touching_objects_of_two_colours_are_two_objects():
+    image = rasterise([scene("plain", ("circle", "red", 4, 10, 11), ("square", "blue", 15, 10, 11))])
+    assert ShapesOracle()(to_tensor(image), ["a red circle and a blue square"]).item() == 1.0
+
+
+def test_square_shading_between_two_colours_is_one_square():
+    image = rasterise([scene("plain", ("square", "blue", 9, 9, 13))]).copy()
+    image[0, 9:22, 15:22] = OBJECT_RGB["purple"]  # right half purple: one region with a square's shape
+    clauses, detail = clause_results(to_tensor(image), "a blue square")
+    assert clauses["count"] == (True, 1) and clauses["no_extra"] == (True, [])
