@@ -1,4 +1,4 @@
-"""The `bench` command line: run, pretrain, eval, table, plot, report, probe-reward, perf, ls.
+"""The `bench` command line: run, pretrain, eval, table, plot, report, standing, sweep, probe-reward, perf, ls.
 
 Errors in user input print one line (``error: ...``) and exit with code 2; ``--debug`` shows the traceback.
 """
@@ -270,11 +270,12 @@ def eval_cmd(
     scorers: str = typer.Option(
         None, "--scorers", help="comma-separated scorers (default: the run's reward and eval_scorers)"
     ),
+    snapshots: bool = typer.Option(False, "--snapshots", help="also score the LoRA snapshots (snapshot_every)"),
 ) -> None:
     from bench.evaluate import run_evaluation
 
     _quiet_libraries()
-    run_evaluation(Path(run_dir), prompts, split, samples, scorers, echo=typer.echo)
+    run_evaluation(Path(run_dir), prompts, split, samples, scorers, echo=typer.echo, snapshots=snapshots)
 
 
 def _runs(runs: list[str]) -> list[Path]:
@@ -327,6 +328,35 @@ def report_cmd(
     from bench.evaluations.report import write_report
 
     typer.echo(f"report: {write_report(_runs(runs), out)}")
+
+
+@app.command("standing", help="Where a run's gold change stands: its interval, and its rank among committed runs.")
+def standing_cmd(
+    run_dir: str = typer.Argument(..., help="a run folder (after `bench eval`)"),
+    against: list[str] = typer.Option([], "--against", help="committed run folders or glob patterns (repeatable)"),
+    split: str = typer.Option("train", "--split", help="evaluation split to compare"),
+) -> None:
+    import glob
+
+    from bench.evaluations.standing import standing_line
+
+    committed = sorted({p for pattern in against for p in (glob.glob(pattern) or [pattern])})
+    typer.echo(standing_line(Path(run_dir), _runs(committed) if committed else [], split))
+
+
+@app.command("sweep", help="Run a grid of runs (methods x settings x seeds) in stable folders; resumable cell by cell.")
+def sweep_cmd(
+    grid_file: str = typer.Argument(..., help="grid YAML (see bench/sweep.py)"),
+    status: bool = typer.Option(False, "--status", help="print each cell's state (done, trained, partial, missing)"),
+) -> None:
+    from bench.sweep import load_grid, run_grid, status_lines
+
+    grid = load_grid(grid_file)
+    if status:
+        for line in status_lines(grid):
+            typer.echo(line)
+        return
+    run_grid(grid, echo=typer.echo)
 
 
 @app.command("probe-reward", help="Shapes world: how well a reward can steer training on each prompt, vs the oracle.")

@@ -69,6 +69,9 @@ class RunConfig:
     mixed_precision: str = param("no", "accelerate mixed precision", choices=("no", "fp16", "bf16"))
     allow_download: bool = param(False, "allow hub downloads of --model (off: offline is the default)")
     checkpoint_every: int = param(0, "write checkpoint/ every N rounds (0: only at the end)", ge=0)
+    snapshot_every: int = param(
+        0, "also keep the LoRA of every N-th round in snapshots/update-K/ (0: none); `bench eval --snapshots`", ge=0
+    )
     parallel_backward: str = param(
         "auto",
         "on-policy steps: back-propagate groups of denoising steps in 2 threads, each with half the CPU threads "

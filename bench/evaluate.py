@@ -109,9 +109,18 @@ def _load_run(run_dir: Path) -> dict:
     return config
 
 
-def run_evaluation(run_dir: Path, prompts, split, samples: int, scorers, echo=print) -> pd.DataFrame:
+def snapshot_steps(run_dir: Path) -> dict[int, Path]:
+    """The LoRA snapshots a run kept (``snapshot_every``), by update."""
+    folders = sorted((Path(run_dir) / "snapshots").glob("update-*"))
+    return {int(f.name.split("-")[1]): f for f in folders if (f / "pytorch_lora_weights.safetensors").is_file()}
+
+
+def run_evaluation(
+    run_dir: Path, prompts, split, samples: int, scorers, echo=print, snapshots: bool = False
+) -> pd.DataFrame:
     """Sample the pretrained model (step 0) and the run's LoRA (its last update) on the same evaluation seeds,
-    score both, write ``eval.parquet`` and sample grids, and print the before/after table."""
+    score both, write ``eval.parquet`` and sample grids, and print the before/after table. With ``snapshots``,
+    the LoRA snapshots kept during training are scored too (rows with their update as ``step``)."""
     import json
 
     from bench.config import SamplingConfig, build
@@ -130,10 +139,11 @@ def run_evaluation(run_dir: Path, prompts, split, samples: int, scorers, echo=pr
     rows = (run_dir / "train.jsonl").read_text().splitlines()
     final_step = json.loads(rows[-1])["update"] if rows else 0
     frames = []
-    for step in (0, final_step):
+    loras = {**(snapshot_steps(run_dir) if snapshots else {}), final_step: run_dir / "lora"}
+    for step in (0, *sorted(s for s in loras if s)):
         pipe = load_pipeline(cfg["model_path"])
         if step:
-            pipe.load_lora_weights(str(run_dir / "lora"))
+            pipe.load_lora_weights(str(loras[step]))
         images, ps, seeds = sample(pipe, prompt_list, samples, sampling)
         frames.append(score(images, ps, seeds, scorer_objs, run=run_dir.name, step=step, split=split))
         (run_dir / "samples" / f"step{step}").mkdir(parents=True, exist_ok=True)

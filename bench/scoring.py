@@ -23,12 +23,14 @@ class Scorer:
         version: bumped whenever the numbers a scorer returns could change; stored with every score.
         differentiable: whether gradients flow from the score to the images.
         higher_is_better: direction of the metric (rewards are always higher-is-better).
+        gold: the world's ground truth (the shapes oracle): reports say whether a run's gain holds by it.
     """
 
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     differentiable: ClassVar[bool] = False
     higher_is_better: ClassVar[bool] = True
+    gold: ClassVar[bool] = False
 
     def __init__(self, device: torch.device | str = "cpu", **options: Any):
         self.device = torch.device(device)

@@ -305,6 +305,9 @@ class Trainer:
                 if (every and (round_ + 1) % every == 0) or stop.requested or round_ + 1 == self.config.steps:
                     self.save()
                     self.start_round = round_ + 1
+                snap = self.config.snapshot_every
+                if snap and (round_ + 1) % snap == 0 and round_ + 1 < self.config.steps:
+                    self.snapshot()
                 if stop.requested:
                     raise BenchError(
                         f"stopped by a signal after round {round_ + 1}; resume with --resume {self.run_dir}"
@@ -344,6 +347,13 @@ class Trainer:
         if ranks is not None:
             state["ranks"] = ranks
         save_checkpoint(self.run_dir / "checkpoint", state)
+
+    def snapshot(self) -> None:
+        """Keep this update's LoRA in snapshots/update-K/ (training curves on fresh seeds, `bench eval --snapshots`)."""
+        if self.accelerator.is_main_process:
+            folder = self.run_dir / "snapshots" / f"update-{self.update:05d}"
+            folder.parent.mkdir(exist_ok=True)
+            replace_dir(folder, lambda tmp: save_lora(self.ctx.pipe.unet, tmp))
 
     def _process_state(self) -> dict:
         """What differs between data-parallel processes: the method's state (buffer, statistics) and RNGs."""

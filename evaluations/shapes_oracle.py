@@ -105,6 +105,7 @@ class ShapesOracle(Scorer):
     version = "2"  # 2: objects are read against the image's own background (off-palette objects count)
     differentiable = False
     higher_is_better = True
+    gold = True
 
     def score(self, images, prompts, metadata=None):
         scores = [d["score"] for d in self.details(images, prompts)]

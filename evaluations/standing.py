@@ -1,0 +1,65 @@
+"""Where one run's draw stands: its gold change and its place among committed runs of the same protocol.
+
+A seed is one draw (and so is a machine): a single run's gain says little until it is set beside other seeds of the
+same protocol. ``standing_line`` gives the one line `make demo` prints after its table: whether the gold change's
+95% interval (paired bootstrap over prompt x seed) excludes 0, and where the change falls among the committed
+runs (their changes measured the same way, from their own eval.parquet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.stats import paired_difference_ci
+
+
+def gold_scorer(names: Sequence[str]) -> str:
+    """The registered scorer among ``names`` whose ``gold`` attribute is set (the world's ground truth)."""
+    from bench.registry import SCORERS
+
+    gold = [n for n in names if getattr(SCORERS.get(n), "gold", False)]
+    if not gold:
+        raise BenchError(f"none of the scored measures {sorted(names)} is a gold measure (Scorer.gold)")
+    return gold[0]
+
+
+def change(evals: pd.DataFrame, scorer: str, split: str = "train") -> tuple[float, float, float]:
+    """Paired change, final step vs step 0, of ``scorer`` on ``split``: mean and 95% bootstrap interval."""
+    part = evals[(evals.scorer == scorer) & (evals.split == split)]
+    if part.empty:
+        raise BenchError(f"no {scorer} rows on split {split!r}")
+    final = part.step.max()
+    base = part[part.step == 0].set_index(["prompt", "seed"]).value
+    tuned = part[part.step == final].set_index(["prompt", "seed"]).value
+    joined = pd.concat([base.rename("base"), tuned.rename("tuned")], axis=1).dropna()
+    return paired_difference_ci(joined.tuned, joined.base)
+
+
+def _evals(run: Path) -> pd.DataFrame:
+    path = Path(run) / "eval.parquet"
+    if not path.is_file():
+        raise BenchError(f"{run} has no eval.parquet (run `bench eval` on it first)")
+    return pd.read_parquet(path)
+
+
+def standing_line(run: str | Path, committed: Sequence[str | Path], split: str = "train") -> str:
+    """One line: the run's gold change, whether its interval excludes 0, and its rank among ``committed`` runs."""
+    evals = _evals(Path(run))
+    scorer = gold_scorer(list(evals.scorer.unique()))
+    mean, lo, hi = change(evals, scorer, split)
+    verdict = "excludes 0" if lo > 0 or hi < 0 else "includes 0 (no change shown)"
+    line = f"this run: gold ({scorer}) change {mean:+.3f} [{lo:+.3f}, {hi:+.3f}], the interval {verdict}"
+    others = [Path(r) for r in committed if Path(r).resolve() != Path(run).resolve()]
+    if not others:
+        return line + "; no committed runs to compare with"
+    means = np.array([change(_evals(r), scorer, split)[0] for r in others])
+    below = int((means < mean).sum())
+    return (
+        f"{line}; {below} of the {len(means)} committed runs of this protocol gained less "
+        f"(theirs: {', '.join(f'{m:+.3f}' for m in np.sort(means))}; median {np.median(means):+.3f})"
+    )

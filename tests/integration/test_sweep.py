@@ -1,0 +1,96 @@
+"""`bench sweep`: a grid of ordinary runs in stable folders, skipped when done, resumed when stopped part way."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from bench.errors import BenchError
+from bench.sweep import cells, load_grid, run_folder, state
+from tests.integration.cli_helpers import TINY_DPOK, run_cli
+
+
+def _grid(tmp_path, tiny_sd, **extra):
+    grid = {
+        "name": "tiny",
+        "root": str(tmp_path / "study"),
+        "run": {"method": "dpok", "model": str(tiny_sd), "reward": "compressibility", "prompts": "a red circle",
+                "steps": 2, "checkpoint_every": 1, "snapshot_every": 1, "set": TINY_DPOK[1:2],
+                **dict(zip([a.lstrip("-").replace("-", "_") for a in TINY_DPOK[2::2]], TINY_DPOK[3::2], strict=True))},
+        "axes": {"seed": [0, 1]},
+        "eval": {"samples": 2, "snapshots": True},
+        **extra,
+    }  # fmt: skip
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+def test_cells_are_named_from_their_axis_values(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        yaml.safe_dump({"name": "g", "run": {"steps": 3}, "axes": {"reward": ["a-b", "c"], "seed": [0, 1]}})
+    )
+    grid = load_grid(path)
+    names = [c.name for c in cells(grid)]
+    assert names == ["reward-a-b_seed-0", "reward-a-b_seed-1", "reward-c_seed-0", "reward-c_seed-1"]
+    assert cells(grid)[3].options == {"steps": 3, "reward": "c", "seed": 1}
+    assert all(state(c, grid) == "missing" for c in cells(grid))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [({"run": {}}, "needs a name"), ({"name": "x", "axes": {"seed": []}}, "non-empty list"),
+     ({"name": "x", "grid": {}}, "unknown keys")],
+)  # fmt: skip
+def test_bad_grid_files_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(BenchError, match=message):
+        load_grid(path)
+
+
+def test_sweep_runs_skips_and_resumes(capsys, tmp_path, tiny_sd, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = _grid(tmp_path, tiny_sd)
+    code, out, err = run_cli(capsys, ["sweep", str(path)])
+    assert code == 0, err
+    grid = load_grid(path)
+    assert [state(c, grid) for c in cells(grid)] == ["done", "done"]
+    first = run_folder(cells(grid)[0])
+    assert (first / "snapshots" / "update-00001").is_dir()  # every round but the last
+    import pandas as pd
+
+    evals = pd.read_parquet(first / "eval.parquet")
+    assert sorted(evals.step.unique()) == [0, 1, 2]  # pretrained, the snapshot, the final LoRA
+    # Stop the second cell part way: drop its last round and its evaluation, keep the round-1 checkpoint.
+    second = run_folder(cells(grid)[1])
+    rows = (second / "train.jsonl").read_text().splitlines()
+    (second / "train.jsonl").write_text(rows[0] + "\n")
+    (second / "eval.parquet").unlink()
+    shutil.rmtree(second / "checkpoint")
+    assert state(cells(grid)[1], grid) == "partial"
+    code, out, err = run_cli(capsys, ["sweep", str(path), "--status"])
+    assert code == 0 and out.split()[0::2] == ["done", "partial"]
+    code, out, err = run_cli(capsys, ["sweep", str(path)])
+    assert code == 0, err
+    assert "1 of 2 cells done; running 1" in out and "--resume" in out
+    assert [state(c, grid) for c in cells(grid)] == ["done", "done"]
+    rows = [json.loads(r) for r in (second / "train.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [1, 2]
+
+
+def test_standing_line_places_a_run_among_committed_ones(capsys, tmp_path):
+    from tests.fake_runs import make_run
+
+    runs = [make_run(tmp_path, f"r{k}", "dpok", 0.01, seed=k, shift=s) for k, s in enumerate([0.1, 0.2, 0.3, 0.0])]
+    code, out, err = run_cli(capsys, ["standing", str(runs[1]), "--against", str(tmp_path / "r*")])
+    assert code == 0, err
+    assert (
+        "the interval excludes 0" in out and "2 of the 3 committed runs of this protocol gained less" in out
+    )  # shifts 0.1, 0.0 below 0.2
+    code, out, err = run_cli(capsys, ["standing", str(runs[3])])
+    assert "includes 0" in out and "no committed runs" in out
