@@ -3,6 +3,11 @@
 Quality is the gold oracle's mean over 64 samples per prompt (fixed evaluation seeds), DDIM 20 steps, eta 1,
 guidance 5 (the shapes recipe's sampler): simple one-object prompts (the model's strengths), the demo prompt of
 each weakness family, each family's whole train split (16 samples per prompt), and the two biases.
+
+Footholds (``footholds``): per prompt of every weakness family, over 256 evaluation seeds, the share of samples the
+oracle scores 1 (what policy gradient can amplify: at 0% it has nothing to work with), the gold mean, the proxy
+reward's mean and how often the proxy orders two samples like the oracle. ``python -m bench.shapes.card`` measures
+both and rewrites the card.
 """
 
 from __future__ import annotations
@@ -62,16 +67,80 @@ def measure(folder: str | Path, n: int = 64) -> dict:
     return out
 
 
+FOOTHOLD_RANGE = (0.05, 0.40)  # per-sample success a trained prompt should have in the pretrained model
+FOOTHOLD_MAX_GOLD = 0.65  # and the most gold mean it may start from, so there is room to gain
+
+
+def footholds(pipe, n: int = 256, progress=None) -> list[dict]:
+    """Per family prompt (train split first, then held-out): foothold, gold mean [interval], proxy, agreement."""
+    from bench.evaluations.shapes_oracle import ShapesOracle
+    from bench.evaluations.shapes_reward import ShapesReward
+    from bench.shapes.reward_train import pairwise_agreement
+
+    oracle, proxy, train = ShapesOracle(), ShapesReward(), set(load_prompts("shapes-train"))
+    rows = []
+    for family in FAMILIES:
+        prompts = load_prompts(f"shapes-family-{family}")
+        for prompt in sorted(prompts, key=lambda p: p not in train):
+            images, ps, seeds = sample(pipe, [prompt], n, SHAPES_SAMPLING)
+            gold, reward = oracle(images, ps).double().numpy(), proxy(images, ps).double().numpy()
+            agreement, pairs = pairwise_agreement(reward.tolist(), gold.tolist(), ps)
+            rows.append(
+                {
+                    "family": family,
+                    "prompt": prompt,
+                    "split": "train" if prompt in train else "heldout",
+                    "samples": n,
+                    "foothold": float((gold == 1).mean()),
+                    "gold_mean_ci": bootstrap_ci(gold),
+                    "proxy_mean": float(reward.mean()),
+                    "agreement": agreement,
+                    "pairs": pairs,
+                }
+            )
+            if progress:
+                progress(rows[-1])
+    return rows
+
+
+def foothold_ok(row: dict) -> bool:
+    """Whether a prompt meets the foothold rule (FOOTHOLD_RANGE, FOOTHOLD_MAX_GOLD)."""
+    low, high = FOOTHOLD_RANGE
+    return low <= row["foothold"] <= high and row["gold_mean_ci"][0] <= FOOTHOLD_MAX_GOLD
+
+
+def foothold_table(rows: list[dict]) -> list[str]:
+    """Markdown table of ``footholds`` rows."""
+    lines = [
+        "| family | prompt | split | foothold (oracle = 1) | gold mean [95% interval] | proxy mean | "
+        "proxy-oracle agreement (pairs) | in range |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['family']} | {r['prompt']} | {r['split']} | {r['foothold']:.1%} | {_fmt(r['gold_mean_ci'])} | "
+            f"{r['proxy_mean']:.3f} | {r['agreement']:.2f} ({r['pairs']}) | {'yes' if foothold_ok(r) else 'no'} |"
+        )
+    return lines
+
+
 def _fmt(ci) -> str:
     mean, lo, hi = ci
     return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def write_model_card(folder: str | Path, stats: dict, quality: dict | None = None) -> Path:
-    """Measure (unless given) and write README.md and quality.json into the model folder."""
+def write_model_card(
+    folder: str | Path, stats: dict, quality: dict | None = None, holds: list[dict] | None = None
+) -> Path:
+    """Measure (unless given) and write README.md, quality.json and footholds.json into the model folder."""
     folder = Path(folder)
     quality = quality or measure(folder)
     (folder / "quality.json").write_text(json.dumps(quality, indent=2, default=str) + "\n")
+    if holds is None:
+        from bench.models import load_pipeline
+
+        holds = footholds(load_pipeline(str(folder)))
+    (folder / "footholds.json").write_text(json.dumps(holds, indent=2) + "\n")
     size_mb = sum(p.stat().st_size for p in folder.rglob("*.safetensors")) / 2**20
     cfg = stats["config"]
     lines = [
@@ -110,5 +179,45 @@ def write_model_card(folder: str | Path, stats: dict, quality: dict | None = Non
     lines.append(
         f"- Bias, spurious association: 'a blue square on the moon' has a yellow circle in {share:.0%} of samples"
     )
+    low, high = FOOTHOLD_RANGE
+    lines += [
+        "",
+        f"## Footholds ({holds[0]['samples'] if holds else 0} evaluation seeds per prompt, oracle "
+        f"{quality.get('oracle_version', '?')})",
+        "",
+        "Policy gradient can only amplify what the model sometimes draws. A prompt trained on in the demo or the paper "
+        f"experiments needs a foothold (share of samples the oracle scores 1) of {low:.0%}-{high:.0%} and a gold mean "
+        f"of at most {FOOTHOLD_MAX_GOLD}; 'in range' says which do.",
+        "",
+        *foothold_table(holds),
+    ]
     (folder / "README.md").write_text("\n".join(lines) + "\n")
     return folder / "README.md"
+
+
+def main(argv=None) -> None:
+    """``python -m bench.shapes.card [FOLDER]``: re-measure the shipped model and rewrite its card."""
+    import argparse
+    import sys
+
+    from bench.evaluations.shapes_oracle import ShapesOracle
+    from bench.models import load_pipeline, resolve_model
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("folder", nargs="?", default=None, help="model folder (default: the shipped shapes model)")
+    parser.add_argument("--samples", type=int, default=256, help="evaluation seeds per prompt for the footholds")
+    args = parser.parse_args(argv)
+    folder = Path(args.folder or resolve_model("shapes"))
+    stats = json.loads((folder / "pretrain_stats.json").read_text())
+    quality = {**measure(folder), "oracle_version": ShapesOracle.version}
+
+    def show(row):
+        print(f"{row['prompt']:<45} foothold {row['foothold']:6.1%}  gold {row['gold_mean_ci'][0]:.3f}  "
+              f"agreement {row['agreement']:.2f}", file=sys.stderr, flush=True)  # fmt: skip
+
+    holds = footholds(load_pipeline(str(folder)), args.samples, progress=show)
+    print(write_model_card(folder, stats, quality, holds))
+
+
+if __name__ == "__main__":
+    main()

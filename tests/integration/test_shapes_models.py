@@ -43,11 +43,34 @@ def test_model_card_reports_the_measurements(tiny_shapes):
         "bias_unspecified_colour": {"colours_of_detected_circles": {"red": 60, "blue": 4}},
         "bias_spurious_moon": {"share_yellow_circle": 0.7},
     }
+    holds = [
+        {"family": "color", "prompt": "an orange square", "split": "train", "samples": 256, "foothold": 0.098,
+         "gold_mean_ci": [0.098, 0.06, 0.13], "proxy_mean": 0.3, "agreement": 0.81, "pairs": 5000},
+        {"family": "location", "prompt": "a blue square on the moon", "split": "train", "samples": 256,
+         "foothold": 0.004, "gold_mean_ci": [0.257, 0.25, 0.27], "proxy_mean": 0.2, "agreement": 0.36, "pairs": 9},
+    ]  # fmt: skip
     stats = json.loads((tiny_shapes / "pretrain_stats.json").read_text())
-    text = write_model_card(tiny_shapes, stats, quality).read_text()
+    text = write_model_card(tiny_shapes, stats, quality, holds).read_text()
+    assert "| color | an orange square | train | 9.8% | 0.098 [0.060, 0.130] | 0.300 | 0.81 (5000) | yes |" in text
+    assert "| location | a blue square on the moon | train | 0.4% |" in text and text.rstrip().endswith("| no |")
+    assert json.loads((tiny_shapes / "footholds.json").read_text()) == holds
     assert "Simple one-object prompts (64 samples each): 0.900 [0.880, 0.920]" in text
     assert "Family count (14 train prompts x 16 samples): 0.500 [0.450, 0.550]" in text
     assert "yellow circle in 70% of samples" in text and "{'red': 60, 'blue': 4}" in text
+
+
+def test_footholds_measure_every_family_prompt(tiny_shapes):
+    from bench.models import load_pipeline
+    from bench.shapes.card import FAMILIES, foothold_ok, footholds
+
+    rows = footholds(load_pipeline(str(tiny_shapes)), n=2)
+    family_prompts = [p for f in FAMILIES for p in load_prompts(f"shapes-family-{f}")]
+    assert sorted(r["prompt"] for r in rows) == sorted(family_prompts)
+    for row in rows:
+        assert row["foothold"] in (0.0, 0.5, 1.0) and 0 <= row["gold_mean_ci"][0] <= 1
+        assert foothold_ok(row) == (0.05 <= row["foothold"] <= 0.40 and row["gold_mean_ci"][0] <= 0.65)
+    train = set(load_prompts("shapes-train"))
+    assert all(r["split"] == ("train" if r["prompt"] in train else "heldout") for r in rows)
 
 
 def test_reward_training_and_scorer(capsys, tiny_shapes, tmp_path):
