@@ -33,11 +33,13 @@ test: setup lint
 test-slow: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
 
-# DPOK on the shapes world's four weakness prompts, then a before/after table on fresh seeds.
+# The demo protocol (configs/shapes-demo.yaml): DPOK on one shapes-world prompt, a before/after table on 256 fresh
+# seeds, then where this draw stands among the 5 committed seeds of the same protocol (results/shapes-demo/).
 demo: setup
-	@run=$$($(BIN)/bench run --method dpok --beta 0.01 | tail -n 1 | sed 's/^run folder: //') && \
+	@run=$$($(BIN)/bench run --config configs/shapes-demo.yaml | tail -n 1 | sed 's/^run folder: //') && \
 	  echo "run folder: $$run" && \
-	  $(BIN)/bench eval "$$run" --samples 64
+	  $(BIN)/bench eval "$$run" --samples 256 && \
+	  $(BIN)/bench standing "$$run" --against 'results/shapes-demo/reward-shapes-reward_seed-*/*'
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -293,14 +293,18 @@ def table_cmd(
     split: str = typer.Option(None, "--split", help="comma-separated splits (default: all)"),
     scorers: str = typer.Option(None, "--scorers", help="comma-separated scorers (default: all)"),
     out: str = typer.Option(None, "--out", help="write to this file instead of printing"),
+    change: bool = typer.Option(
+        False, "--change", help="change over the pretrained model: one row per run (seed), then each pooled row"
+    ),
 ) -> None:
-    from bench.evaluations.tables import build_table, render
+    from bench.evaluations.tables import build_change_table, build_table, render
     from bench.results import write_text
 
     if fmt not in ("md", "latex", "csv", "html"):
         raise BenchError(f"--format must be one of md, latex, csv, html (got {fmt!r})")
     splits = split.split(",") if split else None
-    table = build_table(_runs(runs), splits, scorers.split(",") if scorers else None)
+    build = build_change_table if change else build_table
+    table = build(_runs(runs), splits, scorers.split(",") if scorers else None)
     text = render(table, fmt)
     if out:
         write_text(out, text)

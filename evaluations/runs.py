@@ -22,7 +22,8 @@ from bench.errors import BenchError
 
 PRETRAINED = "pretrained"
 # Top-level config keys that never tell two methods apart: bookkeeping, or pooled over (seed).
-IGNORED_KEYS = {"seed", "results_dir", "model_path", "eval_scorers", "checkpoint_every", "allow_download", "method"}
+IGNORED_KEYS = {"seed", "results_dir", "model_path", "eval_scorers", "checkpoint_every", "snapshot_every",
+                "allow_download", "method"}  # fmt: skip
 EVAL_COLUMNS = ["run", "step", "split", "prompt", "seed", "scorer", "scorer_version", "value"]
 
 

@@ -16,9 +16,11 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bench.evaluations.runs import PRETRAINED, load_eval
+from bench.errors import BenchError
+from bench.evaluations.runs import EVAL_COLUMNS, PRETRAINED, load_eval, read_config, run_labels, sorted_runs
 from bench.stats import cluster_bootstrap_ci
 
 STATS = ("mean", "lo", "hi", "n")
@@ -70,6 +72,63 @@ def build_table(
     runs = df.groupby("label").run.nunique()  # a row pooling several seeds says how many: "dpok [3 runs]"
     names = [f"{label} [{runs[label]} runs]" if runs.get(label, 1) > 1 and not label.startswith(PRETRAINED) else label
              for label in labels]  # fmt: skip
+    table = pd.DataFrame(rows, index=pd.Index(names, name="method"), columns=columns)
+    return table.astype({c: int for c in columns if c[2] == "n"})
+
+
+def build_change_table(
+    run_dirs: Sequence[str | Path],
+    splits: Sequence[str] | None = None,
+    scorers: Sequence[str] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Change over the pretrained model, one row per run and one pooled row per label: the table of a seed study.
+
+    A run's cell is the paired change (its final LoRA minus the pretrained model on the same prompt and evaluation
+    seed) with a bootstrap interval over those pairs. Each run is paired with its own step-0 rows, so runs trained
+    on different prompts are each compared with the pretrained model on their own prompts. A label's pooled row
+    (``label [N runs]``) resamples runs, then pairs within each drawn run (``cluster_bootstrap_ci``). Rows are
+    ``label seed S``, sorted by seed, then the pooled row; columns as in ``build_table``.
+    """
+    runs = sorted_runs(run_dirs)
+    configs = {d.name: read_config(d) for d in runs}
+    labels = run_labels(configs)
+    diffs: dict[tuple[str, str, str], np.ndarray] = {}  # (run, scorer, split) -> paired differences
+    for d in runs:
+        path = d / "eval.parquet"
+        if not path.is_file():
+            raise BenchError(f"{d} has no eval.parquet; run `bench eval {d}` first")
+        df = pd.read_parquet(path, columns=EVAL_COLUMNS)
+        df = df[df.value.notna()]
+        final = df.step.max()
+        for (scorer, split), part in df.groupby(["scorer", "split"]):
+            base = part[part.step == 0].set_index(["prompt", "seed"]).value
+            tuned = part[part.step == final].set_index(["prompt", "seed"]).value
+            joined = pd.concat([base.rename("b"), tuned.rename("t")], axis=1).dropna()
+            diffs[(d.name, scorer, split)] = (joined.t - joined.b).to_numpy()
+    scorers = list(scorers) if scorers else sorted({k[1] for k in diffs} - LABEL_SCORERS)
+    splits = list(splits) if splits else sorted({k[2] for k in diffs})
+    columns = pd.MultiIndex.from_tuples(
+        [(sc, sp, st) for sc in scorers for sp in splits for st in STATS], names=["scorer", "split", "stat"]
+    )
+    names, rows = [], []
+
+    def add(name: str, members: list[str]) -> None:
+        row = []
+        for sc in scorers:
+            for sp in splits:
+                clusters = [diffs[(m, sc, sp)] for m in members if (m, sc, sp) in diffs]
+                row += [*cluster_bootstrap_ci(clusters, n_boot=n_boot, seed=seed), sum(len(c) for c in clusters)]
+        names.append(name)
+        rows.append(row)
+
+    for label in sorted(set(labels.values())):
+        members = sorted((m for m in labels if labels[m] == label), key=lambda m: (configs[m].get("seed", 0), m))
+        for m in members:
+            add(f"{label} seed {configs[m].get('seed', '?')}", [m])
+        if len(members) > 1:
+            add(f"{label} [{len(members)} runs]", members)
     table = pd.DataFrame(rows, index=pd.Index(names, name="method"), columns=columns)
     return table.astype({c: int for c in columns if c[2] == "n"})
 

@@ -106,3 +106,23 @@ def test_labels_show_only_settings_that_differ():
         "b": "dpok (beta=0, lora.rank=8)",
         "c": "sft (lora.rank=4)",
     }
+
+
+def test_change_table_pairs_each_run_with_its_own_pretrained_rows(tmp_path):
+    from bench.evaluations.tables import build_change_table
+
+    runs = make_runs(tmp_path)  # shifts: r1 +0.2 (seed 0), r2 +0.05 (beta 0.1, seed 1), r3 +0.25 (seed 2)
+    table = build_change_table(runs, n_boot=500)
+    assert list(table.index) == [
+        "dpok (beta=0.01) seed 0", "dpok (beta=0.01) seed 2", "dpok (beta=0.01) [2 runs]", "dpok (beta=0.1) seed 1"
+    ]  # fmt: skip
+    for run, label in [(runs[0], "dpok (beta=0.01) seed 0"), (runs[1], "dpok (beta=0.1) seed 1")]:
+        df = pd.read_parquet(run / "eval.parquet")
+        part = df[(df.scorer == "shapes-oracle") & (df.split == "train")]
+        want = part[part.step == 3].value.to_numpy() - part[part.step == 0].value.to_numpy()  # same prompt/seed order
+        assert table.loc[label, ("shapes-oracle", "train", "mean")] == pytest.approx(want.mean())
+        assert table.loc[label, ("shapes-oracle", "train", "n")] == len(want)
+    pooled = table.loc["dpok (beta=0.01) [2 runs]", ("shapes-oracle", "train")]
+    seeds = [table.loc[f"dpok (beta=0.01) seed {k}", ("shapes-oracle", "train", "mean")] for k in (0, 2)]
+    assert pooled["mean"] == pytest.approx(np.mean(seeds))  # equal numbers of pairs per run
+    assert pooled["lo"] < min(seeds) + 0.01 and pooled["hi"] > max(seeds) - 0.01  # covers the run-to-run spread
