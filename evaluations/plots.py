@@ -5,6 +5,9 @@
   pretrained vs each tuned method: over-optimisation shows as proxy gains without gold gains.
 - ``distributions.png``: per scorer, the distribution of per-image scores per method (box plots).
 - ``saturation.png``: mean ``oversaturation`` per method at each evaluated step, with a 95% bootstrap interval.
+- ``curves.png``: proxy, gold and quality on the evaluation seeds against the training samples drawn, from the LoRA
+  snapshots (``snapshot_every`` and ``bench eval --snapshots``); one line per label, the band resampling runs.
+  Over-optimisation shows as the proxy rising while gold stalls or falls.
 
 A figure whose data is missing (no train.jsonl rows, no shapes scorers...) is skipped, not drawn empty.
 """
@@ -22,10 +25,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from bench.evaluations.runs import PRETRAINED, load_eval, load_training  # noqa: E402
+from bench.evaluations.runs import (  # noqa: E402
+    EVAL_COLUMNS,
+    PRETRAINED,
+    load_eval,
+    load_training,
+    read_config,
+    run_labels,
+    sorted_runs,
+)
 from bench.evaluations.tables import LABEL_SCORERS  # noqa: E402
 
-PROXY, GOLD, SATURATION = "shapes-reward", "shapes-oracle", "oversaturation"
+PROXY, GOLD, SATURATION, QUALITY = "shapes-reward", "shapes-oracle", "oversaturation", "shapes-quality"
 # No timestamps or version strings in the files: the same runs give the same bytes.
 PNG_METADATA = {"Software": None}
 
@@ -105,6 +116,45 @@ def plot_saturation(evals: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def snapshot_curves(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Per run, scorer and evaluated step (pretrained, snapshots, final): the mean score on the evaluation seeds of
+    the training split, and the training samples drawn by then (rounds from train.jsonl x samples_per_round)."""
+    runs = sorted_runs(run_dirs)
+    configs = {d.name: read_config(d) for d in runs}
+    labels = run_labels(configs)
+    frames = []
+    for d in runs:
+        path = d / "eval.parquet"
+        if not path.is_file():
+            continue
+        df = pd.read_parquet(path, columns=EVAL_COLUMNS)
+        df = df[(df.split == "train") & df.value.notna()]
+        rows = load_training([d])
+        rounds = dict(zip(rows["update"], rows["round"], strict=True)) if "round" in rows else {}
+        per_round = (configs[d.name].get("hparams") or {}).get("samples_per_round", 1)
+        means = df.groupby(["scorer", "step"]).value.mean().reset_index()
+        means["samples"] = [0 if s == 0 else rounds.get(s, s) * per_round for s in means.step]
+        means["run"], means["label"] = d.name, labels[d.name]
+        frames.append(means)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def plot_curves(curves: pd.DataFrame, path: Path) -> Path | None:
+    """Proxy, gold and quality against training samples, one line per label; drawn when a run has snapshots."""
+    if curves.empty or curves.groupby("run").step.nunique().max() < 3:
+        return None
+    scorers = [sc for sc in (PROXY, GOLD, QUALITY) if sc in set(curves.scorer)]
+    if not scorers:
+        return None
+    fig, axes = plt.subplots(1, len(scorers), figsize=(4.5 * len(scorers), 3.5), squeeze=False)
+    order = _order(curves.label)
+    for ax, scorer in zip(axes[0], scorers, strict=True):
+        sns.lineplot(data=curves[curves.scorer == scorer], x="samples", y="value", hue="label", hue_order=order,
+                     marker="o", errorbar=("ci", 95), n_boot=500, seed=0, ax=ax)  # fmt: skip
+        ax.set(title=f"{scorer} on evaluation seeds", xlabel="training samples", ylabel="mean score")
+    return _save(fig, path)
+
+
 def make_plots(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
     """Draw every figure the runs have data for into ``out_dir``; returns the PNG paths written.
 
@@ -119,5 +169,6 @@ def make_plots(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path
         plot_proxy_vs_gold(evals, out_dir / "proxy_vs_gold.png"),
         plot_distributions(evals, out_dir / "distributions.png"),
         plot_saturation(evals, out_dir / "saturation.png"),
+        plot_curves(snapshot_curves(run_dirs), out_dir / "curves.png"),
     ]
     return [p for p in made if p is not None]

@@ -44,3 +44,22 @@ def test_figures_without_data_are_skipped(tmp_path):
     (run / "train.jsonl").write_text("")
     shutil.rmtree(run / "samples")
     assert [p.name for p in make_plots([run], tmp_path / "out")] == ["distributions.png"]
+
+
+def test_curves_follow_the_snapshots_against_training_samples(tmp_path):
+    from bench.evaluations.plots import make_plots, snapshot_curves
+
+    runs = make_runs(tmp_path / "runs")
+    assert "curves.png" not in [p.name for p in make_plots(runs, tmp_path / "a")]  # no snapshots: not drawn
+    for run in runs:  # add a snapshot at update 2: the mean of steps 0 and 3 per image
+        df = pd.read_parquet(run / "eval.parquet")
+        mid = df[df.step == 3].assign(step=2)
+        mid["value"] = (df[df.step == 0].value.to_numpy() + df[df.step == 3].value.to_numpy()) / 2
+        pd.concat([df, mid], ignore_index=True).to_parquet(run / "eval.parquet", index=False)
+    curves = snapshot_curves(runs)
+    one = curves[(curves.run == runs[0].name) & (curves.scorer == "shapes-oracle")].set_index("step")
+    assert list(one.index) == [0, 2, 3] and list(one.samples) == [0, 2, 3]  # no samples_per_round: one per round
+    raw = pd.read_parquet(runs[0] / "eval.parquet")
+    raw = raw[(raw.scorer == "shapes-oracle") & (raw.split == "train")]
+    assert one.value.to_numpy() == pytest.approx(raw.groupby("step").value.mean().to_numpy())
+    assert "curves.png" in [p.name for p in make_plots(runs, tmp_path / "b")]
