@@ -2,7 +2,14 @@
 
 `bench run` applies a model folder's recipe under --config, --set and method options (bench/resolve.py), so the
 shapes world is the default everywhere while the method Config defaults stay those of the official DPOK code
-(tuned for SD v1.5 at 512 px on GPUs). What changes for a 32 px model on two CPU cores, and why:
+(tuned for SD v1.5 at 512 px on GPUs). What changes for a 32 px model on two CPU cores, and why.
+
+The default prompt is the demo protocol's (configs/shapes-demo.yaml): one prompt, "an orange square", with the whole
+budget; results/shapes-demo/REPORT.md has its 5-seed results. The settings below were chosen on the earlier
+protocol, the four prompts of ``shapes-demo`` sharing one LoRA, and every gold number in the list was measured with
+shapes-oracle version 1 on 64 evaluation seeds per prompt (results/shapes-demo/HISTORY-oracle-v1.md); version 2
+reads the pretrained model's lime triangles as triangles of the wrong colour (docs/ORACLE.md), so those numbers are
+history, not measurements of the current oracle:
 
 - sampling: 20 DDIM steps and guidance 5 (the pretrained model's own sampler; 50 steps would cost 2.5x);
 - dpok: lr 5e-3 instead of 1e-5 (a 4M-parameter UNet with rank-4 LoRA, and 10 minutes instead of hours); 100
@@ -50,7 +57,7 @@ import yaml
 
 RECIPE = {
     "reward": "shapes-reward",
-    "prompts": "shapes-demo",
+    "prompts": "an orange square",
     "eval_scorers": ["shapes-oracle", "shapes-quality"],
     "steps": 100,
     "sampling": {"num_steps": 20, "guidance_scale": 5.0, "eta": 1.0},

@@ -216,6 +216,7 @@ def train_shapes_reward(model_dir, out, cfg: RewardTrainConfig, progress=None, l
         "heldout_correlation": float(np.corrcoef(pred.numpy(), gold[test].numpy())[0, 1]),
         "parameters": sum(p.numel() for p in model.parameters()),
         "minutes": (time.time() - start) / 60,
+        "oracle_version": _oracle_version(),
     }
     (out / "train_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     (out / "README.md").write_text(_card(stats))
@@ -240,4 +241,20 @@ def _card(stats: dict) -> str:
   pairwise agreement with the oracle {stats["pairwise_agreement_with_oracle"]:.3f} (the noisy labels themselves:
   {stats["pairwise_agreement_of_noisy_labels"]:.3f}); correlation with the oracle {stats["heldout_correlation"]:.3f}.
 - Wall time on 2 CPU cores: {stats["minutes"]:.1f} min.
+- Oracle: labels and held-out agreement from shapes-oracle version {stats.get("oracle_version", "1")}.{_stale(stats)}
 """
+
+
+def _oracle_version() -> str:
+    from bench.evaluations.shapes_oracle import ShapesOracle
+
+    return ShapesOracle.version
+
+
+def _stale(stats: dict) -> str:
+    """A note when the proxy was trained on labels of an older oracle than the current one (not retrained)."""
+    if stats.get("oracle_version", "1") == _oracle_version():
+        return ""
+    return f""" The current oracle is version {_oracle_version()} (docs/ORACLE.md).
+  The proxy's agreement with it on the pretrained model's samples, per prompt of every family over 256 evaluation
+  seeds, is in the shapes model's card (foothold table)."""
