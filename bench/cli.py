@@ -453,6 +453,8 @@ def ls(
             line = getattr(obj, "summary", "") or (obj.__doc__ or "").strip().split("\n")[0]
         except BenchError as exc:  # one broken plugin is reported, the others still list
             obj, line = None, f"(broken: {exc})"
+        if kind == "scorers" and obj is not None and getattr(obj, "gold", False):
+            line = f"[gold] {line}"
         typer.echo(f"{name:18s} {registry.source(name):28s} {line}")
         if verbose and obj is not None and hasattr(obj, "Config") and kind == "methods":
             for field_name, help_text, default in fields_help(obj.Config):

@@ -18,6 +18,8 @@ JPEG_QUALITY = 95
 
 
 class Compressibility(Scorer):
+    """Negative JPEG size (kB, quality 95) per image, DDPO's reward; higher (flatter) is better."""
+
     name = "compressibility"
     version = "1"
     differentiable = False

@@ -101,6 +101,8 @@ def judge(caption: Caption, found: dict) -> list[dict]:
 
 
 class ShapesOracle(Scorer):
+    """Gold truth of the shapes world: the fraction of the prompt's clauses the image satisfies, in [0, 1]."""
+
     name = "shapes-oracle"
     version = "2"  # 2: objects are read against the image's own background (off-palette objects count)
     differentiable = False

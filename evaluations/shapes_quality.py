@@ -43,6 +43,8 @@ def quality_factors(images) -> dict[str, np.ndarray]:
 
 
 class ShapesQuality(Scorer):
+    """How clean a shapes-world image looks (palette colours, shapes, no stray pixels), in [0, 1]; prompt-free."""
+
     name = "shapes-quality"
     version = "1"
     differentiable = False

@@ -89,6 +89,8 @@ def load_reward_model(folder: str | Path):
 
 
 class ShapesReward(Scorer):
+    """Learned proxy reward of the shapes world (the ImageReward stand-in), about [0, 1]; higher is better."""
+
     name = "shapes-reward"
     version = "1"
     differentiable = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -178,6 +179,21 @@ def train_diffusion(vae, text_encoder, unet, scheduler, tokenizer, cfg: ShapesMo
     return ema_unet.eval(), ema_text.eval(), {"unet_loss": float(np.mean(recent))}
 
 
+def _load_as_float32(folder: Path) -> None:
+    """Make a plain ``from_pretrained(folder)`` load the text encoder in float32 like the UNet and VAE.
+
+    transformers loads a model in the dtype its config.json names (float16 after the save above) while diffusers
+    loads its models in float32, so without this the pipeline's first call fails on mixed dtypes. The weights stay
+    float16 on disk and are cast on load.
+    """
+    path = folder / "text_encoder" / "config.json"
+    config = json.loads(path.read_text())
+    for key in ("dtype", "torch_dtype"):
+        if key in config:
+            config[key] = "float32"
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def _quiet():
     """Silence diffusers' notice about casting to fp16 (nothing in these models must stay fp32)."""
     import contextlib
@@ -217,8 +233,9 @@ def pretrain(out: str | Path, cfg: ShapesModelConfig, log=lambda *a: None) -> di
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )  # fmt: skip
     with _quiet():
-        pipe.to(dtype=torch.float16)  # halves the shipped size; load with torch_dtype=torch.float32 on CPU
+        pipe.to(dtype=torch.float16)  # halves the shipped size; every component loads back as float32
         pipe.save_pretrained(out, safe_serialization=True)
+    _load_as_float32(Path(out))
     stats["parameters"] = {
         name: sum(p.numel() for p in module.parameters())
         for name, module in (("vae", vae), ("text_encoder", text_encoder), ("unet", unet))

@@ -56,3 +56,11 @@ def test_plugin_option_loads_a_method_from_module_attr(capsys, tmp_path, tiny_sd
     assert code == 0 and "dpok-mean" in out and "--plugin" in out
     code, out, err = run_cli(capsys, ["run", "--plugin", "my_variant:Missing", "--model", str(tiny_sd)])
     assert code == 2 and err.startswith("error: plugin 'my_variant:Missing': module my_variant has no attribute")
+
+
+def test_every_scorer_lists_a_description_and_the_gold_one_is_marked(capsys):
+    code, out, err = run_cli(capsys, ["ls", "scorers"])
+    assert code == 0, err
+    rows = [line.split(None, 2) for line in out.strip().splitlines()]
+    assert all(len(row) == 3 and len(row[2]) > 20 for row in rows), [r for r in rows if len(r) < 3]
+    assert [row[0] for row in rows if row[2].startswith("[gold]")] == ["shapes-oracle"]

@@ -34,6 +34,17 @@ def test_pretrain_writes_a_loadable_pipeline(tiny_shapes):
     assert stats["config"]["unet_steps"] == 2 and stats["scaling_factor"] > 0
 
 
+@pytest.mark.parametrize("which", ["tiny", "shipped"])
+def test_plain_from_pretrained_loads_one_dtype_and_samples(tiny_shapes, which):
+    from bench.models import resolve_model
+
+    folder = tiny_shapes if which == "tiny" else resolve_model("shapes")
+    pipe = StableDiffusionPipeline.from_pretrained(str(folder))  # no torch_dtype, as peers' code loads pipelines
+    assert {pipe.unet.dtype, pipe.text_encoder.dtype, pipe.vae.dtype} == {torch.float32}
+    image = pipe("a red circle", num_inference_steps=2, output_type="pt").images
+    assert image.shape == (1, 3, 32, 32) and torch.isfinite(image).all()
+
+
 def test_model_card_reports_the_measurements(tiny_shapes):
     quality = {
         "samples_per_prompt": 64,
