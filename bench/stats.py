@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -54,3 +56,17 @@ def cluster_bootstrap_ci(
 def paired_difference_ci(after, before, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """Mean of after - before over matched (prompt, seed) pairs, with a bootstrap interval over the pairs."""
     return bootstrap_ci(np.asarray(after, float) - np.asarray(before, float), n_boot=n_boot, seed=seed)
+
+
+def pairwise_agreement(pred, gold, prompts) -> tuple[float, int]:
+    """Share of same-prompt pairs with different oracle scores that the proxy orders like the oracle."""
+    by_prompt: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_prompt.setdefault(p, []).append(i)
+    agree = total = 0
+    for idx in by_prompt.values():
+        for i, j in itertools.combinations(idx, 2):
+            if gold[i] != gold[j]:
+                total += 1
+                agree += (pred[i] > pred[j]) == (gold[i] > gold[j])
+    return (agree / total if total else float("nan")), total

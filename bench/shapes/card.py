@@ -75,7 +75,7 @@ def footholds(pipe, n: int = 256, progress=None) -> list[dict]:
     """Per family prompt (train split first, then held-out): foothold, gold mean [interval], proxy, agreement."""
     from bench.evaluations.shapes_oracle import ShapesOracle
     from bench.evaluations.shapes_reward import ShapesReward
-    from bench.shapes.reward_train import pairwise_agreement
+    from bench.stats import pairwise_agreement
 
     oracle, proxy, train = ShapesOracle(), ShapesReward(), set(load_prompts("shapes-train"))
     rows = []

@@ -22,8 +22,8 @@ import torch
 from bench.evaluate import sample
 from bench.shapes.card import SHAPES_SAMPLING
 from bench.shapes.grammar import edit_caption, parse
-from bench.shapes.reward_train import pairwise_agreement
 from bench.shapes.world import render_batch, to_tensor
+from bench.stats import pairwise_agreement
 
 RENDER_SEED = 7
 

@@ -46,6 +46,7 @@ from bench.prompts import load_prompts
 from bench.shapes.card import SHAPES_SAMPLING
 from bench.shapes.grammar import edit_caption, parse
 from bench.shapes.world import pretraining_pairs
+from bench.stats import pairwise_agreement
 
 DATA_SEED_BASE = 500_000_000  # apart from training (hashed) and evaluation (1_000_000_007 + i) seeds
 
@@ -130,20 +131,6 @@ def noisy_labels(gold: torch.Tensor, cfg: RewardTrainConfig, offset: int = 0) ->
     labels = (gold + cfg.label_noise * torch.randn(gold.shape, generator=gen)).clamp(0, 1)
     flip = torch.rand(gold.shape, generator=gen) < cfg.label_flip
     return torch.where(flip, torch.rand(gold.shape, generator=gen), labels)
-
-
-def pairwise_agreement(pred, gold, prompts) -> tuple[float, int]:
-    """Share of same-prompt pairs with different oracle scores that the proxy orders like the oracle."""
-    by_prompt: dict[str, list[int]] = {}
-    for i, p in enumerate(prompts):
-        by_prompt.setdefault(p, []).append(i)
-    agree = total = 0
-    for idx in by_prompt.values():
-        for i, j in itertools.combinations(idx, 2):
-            if gold[i] != gold[j]:
-                total += 1
-                agree += (pred[i] > pred[j]) == (gold[i] > gold[j])
-    return (agree / total if total else float("nan")), total
 
 
 def fit(model, images, ids, mask, labels, cfg: RewardTrainConfig, log=None):

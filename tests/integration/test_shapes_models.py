@@ -11,7 +11,7 @@ from bench.errors import BenchError
 from bench.evaluations.shapes_reward import ShapesReward, ShapesRewardModel, load_reward_model
 from bench.prompts import load_prompts
 from bench.shapes.card import write_model_card
-from bench.shapes.reward_train import pairwise_agreement
+from bench.stats import pairwise_agreement
 
 
 @pytest.fixture(scope="module")
