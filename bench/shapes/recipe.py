@@ -4,8 +4,8 @@
 shapes world is the default everywhere while the method Config defaults stay those of the official DPOK code
 (tuned for SD v1.5 at 512 px on GPUs). What changes for a 32 px model on two CPU cores, and why.
 
-The default prompt is the demo protocol's (configs/shapes-demo.yaml): one prompt, "an orange square", with the whole
-budget; results/shapes-demo/REPORT.md has its 5-seed results. The settings below were chosen on the earlier
+The default prompt is the demo protocol's (configs/shapes-demo.yaml): one prompt, "a red circle and a blue square",
+with the whole budget; results/shapes-demo/REPORT.md has its 5-seed results. The settings below were chosen on the earlier
 protocol, the four prompts of ``shapes-demo`` sharing one LoRA, and every gold number in the list was measured with
 shapes-oracle version 1 on 64 evaluation seeds per prompt (results/shapes-demo/HISTORY-oracle-v1.md); version 2
 reads the pretrained model's lime triangles as triangles of the wrong colour (docs/ORACLE.md), so those numbers are
@@ -57,7 +57,7 @@ import yaml
 
 RECIPE = {
     "reward": "shapes-reward",
-    "prompts": "an orange square",
+    "prompts": "a red circle and a blue square",
     "eval_scorers": ["shapes-oracle", "shapes-quality"],
     "steps": 100,
     "sampling": {"num_steps": 20, "guidance_scale": 5.0, "eta": 1.0},
