@@ -5,9 +5,9 @@ shapes world is the default everywhere while the method Config defaults stay tho
 (tuned for SD v1.5 at 512 px on GPUs). What changes for a 32 px model on two CPU cores, and why.
 
 The default prompt is the demo protocol's (configs/shapes-demo.yaml): one prompt, "a red circle and a blue square",
-with the whole budget; results/shapes-demo/REPORT.md has its 5-seed results. The settings below were chosen on the earlier
-protocol, the four prompts of ``shapes-demo`` sharing one LoRA, and every gold number in the list was measured with
-shapes-oracle version 1 on 64 evaluation seeds per prompt (results/shapes-demo/HISTORY-oracle-v1.md); version 2
+with the whole budget; results/shapes-demo/REPORT.md has its 5-seed results. The settings below were chosen on the
+earlier protocol, the four prompts of ``shapes-demo`` sharing one LoRA, and every gold number in the list was measured
+with shapes-oracle version 1 on 64 evaluation seeds per prompt (results/shapes-demo/HISTORY-oracle-v1.md); version 2
 reads the pretrained model's lime triangles as triangles of the wrong colour (docs/ORACLE.md), so those numbers are
 history, not measurements of the current oracle:
 
