@@ -71,7 +71,7 @@ FOOTHOLD_RANGE = (0.05, 0.40)  # per-sample success a trained prompt should have
 FOOTHOLD_MAX_GOLD = 0.65  # and the most gold mean it may start from, so there is room to gain
 
 
-def footholds(pipe, n: int = 256, progress=None) -> list[dict]:
+def footholds(pipe, n: int = 256, progress=None, families: tuple[str, ...] = FAMILIES) -> list[dict]:
     """Per family prompt (train split first, then held-out): foothold, gold mean [interval], proxy, agreement."""
     from bench.evaluations.shapes_oracle import ShapesOracle
     from bench.evaluations.shapes_reward import ShapesReward
@@ -79,7 +79,7 @@ def footholds(pipe, n: int = 256, progress=None) -> list[dict]:
 
     oracle, proxy, train = ShapesOracle(), ShapesReward(), set(load_prompts("shapes-train"))
     rows = []
-    for family in FAMILIES:
+    for family in families:
         prompts = load_prompts(f"shapes-family-{family}")
         for prompt in sorted(prompts, key=lambda p: p not in train):
             images, ps, seeds = sample(pipe, [prompt], n, SHAPES_SAMPLING)
