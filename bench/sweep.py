@@ -11,13 +11,16 @@ Run options are `bench run` options without the dashes (a method option such as 
 list of ``section.key=value`` overrides. Cell folders are named from their axis values (``reward-shapes-oracle_seed-3``)
 and hold one run folder. A cell is *done* when its run has trained every round and has ``eval.parquet``; a cell
 whose run stopped part way is resumed from its checkpoint (``bench run --resume``), so a sweep stopped at any point
-continues where it was. Cells run one after another in this process's machine, each a `bench` subprocess.
+continues where it was. Cells run one after another on this machine, each a `bench` subprocess whose output goes to
+the cell's ``sweep.log``; ``--status`` says which cells are done, running, failed (with the last error line),
+trained (not yet evaluated), partial or missing.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -27,7 +30,8 @@ import yaml
 
 from bench.errors import BenchError
 
-STATES = ("done", "trained", "partial", "missing")
+STATES = ("done", "running", "failed", "trained", "partial", "missing")
+LOG, FAILED, RUNNING = "sweep.log", "sweep.failed", "sweep.running"  # in each cell's folder
 
 
 @dataclass
@@ -98,9 +102,27 @@ def _rounds_done(run: Path) -> tuple[int, int]:
     return int(done), steps
 
 
+def _alive(pid_file: Path) -> bool:
+    """Whether another live process wrote ``pid_file`` (this process's own cell is not 'running' to itself)."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return pid != os.getpid()
+
+
 def state(cell: Cell, grid: Grid) -> str:
-    """One of STATES: done (trained and evaluated, or trained when the grid has no eval), trained, partial, missing."""
+    """One of STATES: done (trained and evaluated, or trained when the grid has no eval), running (a sweep process
+    is on it now), failed (its last command exited with an error; ``failure`` says how), trained, partial, missing."""
+    if (cell.folder / RUNNING).is_file() and _alive(cell.folder / RUNNING):
+        return "running"
     run = run_folder(cell)
+    if run is not None and _rounds_done(run)[0] >= _rounds_done(run)[1]:
+        if not grid.eval or (run / "eval.parquet").is_file():
+            return "done"
+    if (cell.folder / FAILED).is_file():
+        return "failed"
     if run is None:
         return "missing"
     done, steps = _rounds_done(run)
@@ -136,34 +158,60 @@ def _option_args(options: dict, command: str = "run") -> list[str]:
     return args
 
 
-def _bench(args: list[str], echo) -> None:
+def _bench(args: list[str], cell: Cell, echo) -> None:
+    """Run ``bench ARGS`` for a cell, its output appended to the cell's sweep.log; a failure is recorded in
+    sweep.failed (the command and its last output line) for ``--status``."""
     echo("$ bench " + " ".join(args))
-    done = subprocess.run([sys.executable, "-m", "bench.cli", *args], check=False)
+    with open(cell.folder / LOG, "a") as log:
+        log.write(f"$ bench {' '.join(args)}\n")
+        log.flush()
+        done = subprocess.run([sys.executable, "-m", "bench.cli", *args], stdout=log, stderr=subprocess.STDOUT)
     if done.returncode:
-        raise BenchError(f"`bench {' '.join(args)}` failed with exit code {done.returncode}")
+        lines = [line for line in (cell.folder / LOG).read_text().splitlines() if line.strip()]
+        last = lines[-1].split("\r")[-1].strip() if lines else ""
+        (cell.folder / FAILED).write_text(f"exit {done.returncode}: {last}\n")
+        raise BenchError(f"`bench {' '.join(args)}` failed with exit code {done.returncode}: {last}")
+
+
+def failure(cell: Cell) -> str:
+    """The recorded failure of a cell's last command ('' when none)."""
+    path = cell.folder / FAILED
+    return path.read_text().strip() if path.is_file() else ""
 
 
 def run_cell(cell: Cell, grid: Grid, echo=print) -> None:
-    """Bring one cell to done: start, resume or only evaluate its run."""
-    current = state(cell, grid)
-    if current == "missing":
-        cell.folder.mkdir(parents=True, exist_ok=True)
-        _bench(["run", *_option_args(cell.options), "--results-dir", str(cell.folder)], echo)
-    elif current == "partial":
-        _bench(["run", "--resume", str(run_folder(cell))], echo)
-    if grid.eval and state(cell, grid) == "trained":
-        _bench(["eval", str(run_folder(cell)), *_option_args(grid.eval, "eval")], echo)
+    """Bring one cell to done: start, resume or only evaluate its run (a failed cell is retried from its state)."""
+    cell.folder.mkdir(parents=True, exist_ok=True)
+    (cell.folder / FAILED).unlink(missing_ok=True)
+    (cell.folder / RUNNING).write_text(f"{os.getpid()}\n")
+    try:
+        current = state(cell, grid)
+        if current == "missing":
+            _bench(["run", *_option_args(cell.options), "--results-dir", str(cell.folder)], cell, echo)
+        elif current == "partial":
+            _bench(["run", "--resume", str(run_folder(cell))], cell, echo)
+        if grid.eval and state(cell, grid) == "trained":
+            _bench(["eval", str(run_folder(cell)), *_option_args(grid.eval, "eval")], cell, echo)
+    finally:
+        (cell.folder / RUNNING).unlink(missing_ok=True)
 
 
 def status_lines(grid: Grid) -> list[str]:
-    """One line per cell: its state and folder."""
-    return [f"{state(c, grid):8s} {c.folder}" for c in cells(grid)]
+    """One line per cell: its state and folder, and for a failed cell its last error line."""
+    lines = []
+    for c in cells(grid):
+        current = state(c, grid)
+        lines.append(f"{current:8s} {c.folder}" + (f"  ({failure(c)})" if current == "failed" else ""))
+    return lines
 
 
 def run_grid(grid: Grid, echo=print) -> None:
-    """Every cell that is not done, in order; done cells are skipped."""
-    todo = [c for c in cells(grid) if state(c, grid) != "done"]
-    echo(f"{grid.name}: {len(cells(grid)) - len(todo)} of {len(cells(grid))} cells done; running {len(todo)}")
+    """Every cell that is not done (or run by another sweep process now), in order; a failed cell stops the sweep
+    with its error, after recording it for ``--status``."""
+    todo = [c for c in cells(grid) if state(c, grid) not in ("done", "running")]
+    echo(
+        f"{grid.name}: {len(cells(grid)) - len(todo)} of {len(cells(grid))} cells done or running; running {len(todo)}"
+    )
     for k, cell in enumerate(todo, 1):
-        echo(f"[{k}/{len(todo)}] {cell.name}")
+        echo(f"[{k}/{len(todo)}] {cell.name} (output: {cell.folder / LOG})")
         run_cell(cell, grid, echo)

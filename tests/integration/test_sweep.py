@@ -77,7 +77,7 @@ def test_sweep_runs_skips_and_resumes(capsys, tmp_path, tiny_sd, monkeypatch):
     assert code == 0 and out.split()[0::2] == ["done", "partial"]
     code, out, err = run_cli(capsys, ["sweep", str(path)])
     assert code == 0, err
-    assert "1 of 2 cells done; running 1" in out and "--resume" in out
+    assert "1 of 2 cells done or running; running 1" in out and "--resume" in out
     assert [state(c, grid) for c in cells(grid)] == ["done", "done"]
     rows = [json.loads(r) for r in (second / "train.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2]
@@ -94,3 +94,16 @@ def test_standing_line_places_a_run_among_committed_ones(capsys, tmp_path):
     )  # shifts 0.1, 0.0 below 0.2
     code, out, err = run_cli(capsys, ["standing", str(runs[3])])
     assert "includes 0" in out and "no committed runs" in out
+
+
+def test_a_failed_cell_stops_the_sweep_and_status_shows_its_error(capsys, tmp_path, tiny_sd):
+    path = _grid(tmp_path, tiny_sd)
+    grid = yaml.safe_load(path.read_text())
+    grid["run"]["no_such_option"] = 1
+    path.write_text(yaml.safe_dump(grid))
+    code, out, err = run_cli(capsys, ["sweep", str(path)])
+    assert code == 2 and "unknown option --no-such-option for method dpok" in err
+    code, out, err = run_cli(capsys, ["sweep", str(path), "--status"])
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("failed") and "exit 2: error: unknown option --no-such-option" in lines[0]
+    assert lines[1].startswith("missing")  # the sweep stopped at the first failure
