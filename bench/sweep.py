@@ -8,12 +8,14 @@ A grid file names a study folder, the run options every cell shares, the axes to
     eval: {samples: 256}              # `bench eval` options; omit to train only
 
 Run options are `bench run` options without the dashes (a method option such as ``beta`` too); ``set`` takes a
-list of ``section.key=value`` overrides. Cell folders are named from their axis values (``reward-shapes-oracle_seed-3``)
-and hold one run folder. A cell is *done* when its run has trained every round and has ``eval.parquet``; a cell
-whose run stopped part way is resumed from its checkpoint (``bench run --resume``), so a sweep stopped at any point
-continues where it was. Cells run one after another on this machine, each a `bench` subprocess whose output goes to
-the cell's ``sweep.log``; ``--status`` says which cells are done, running, failed (with the last error line),
-trained (not yet evaluated), partial or missing.
+list of ``section.key=value`` overrides. An axis value may be a *variant*, a mapping of options that change
+together, named by its ``name`` key: ``recipe: [{name: r32, samples_per_round: 32, buffer_size: 640}, ...]``.
+Cell folders are named from their axis values (``reward-shapes-oracle_seed-3``) and hold one run folder. A cell
+is *done* when its run has trained every round and has ``eval.parquet``; a cell whose run stopped part way is
+resumed from its checkpoint (``bench run --resume``), so a sweep stopped at any point continues where it was. Cells
+run one after another on this machine, each a `bench` subprocess whose output goes to the cell's ``sweep.log``;
+``--status`` says which cells are done, running, failed (with the last error line), trained (not yet evaluated),
+partial or missing.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def load_grid(path: str | Path) -> Grid:
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
             raise BenchError(f"{path}: axis {key!r} needs a non-empty list of values")
+        if any(isinstance(v, dict) and not v.get("name") for v in values):
+            raise BenchError(f"{path}: axis {key!r}: a variant (a mapping of options) needs a name")
     root = Path(data.get("root") or Path("results") / data["name"])
     return Grid(data["name"], root, dict(data.get("run") or {}), axes, data.get("eval"), path)
 
@@ -81,8 +85,12 @@ def cells(grid: Grid) -> list[Cell]:
     out = []
     for combo in itertools.product(*(grid.axes[k] for k in keys)) if keys else [()]:
         values = dict(zip(keys, combo, strict=True))
-        name = "_".join(f"{_slug(k)}-{_slug(v)}" for k, v in values.items()) or "run"
-        out.append(Cell(name, {**grid.run, **values}, grid.root / name, values))
+        options = dict(grid.run)
+        for key, value in values.items():  # a mapping is a variant: several options that change together
+            options.update({k: v for k, v in value.items() if k != "name"} if isinstance(value, dict) else {key: value})
+        label = {k: v["name"] if isinstance(v, dict) else v for k, v in values.items()}
+        name = "_".join(f"{_slug(k)}-{_slug(v)}" for k, v in label.items()) or "run"
+        out.append(Cell(name, options, grid.root / name, label))
     return out
 
 

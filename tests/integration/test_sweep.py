@@ -41,6 +41,20 @@ def test_cells_are_named_from_their_axis_values(tmp_path):
     assert all(state(c, grid) == "missing" for c in cells(grid))
 
 
+def test_a_variant_axis_changes_several_options_together(tmp_path):
+    path = tmp_path / "g.yaml"
+    variants = [{"name": "small", "lr": 0.001}, {"name": "wide", "samples_per_round": 32, "buffer_size": 640}]
+    path.write_text(yaml.safe_dump({"name": "g", "run": {"lr": 0.005}, "axes": {"recipe": variants, "seed": [0]}}))
+    grid = load_grid(path)
+    assert [(c.name, c.options) for c in cells(grid)] == [
+        ("recipe-small_seed-0", {"lr": 0.001, "seed": 0}),
+        ("recipe-wide_seed-0", {"lr": 0.005, "samples_per_round": 32, "buffer_size": 640, "seed": 0}),
+    ]
+    path.write_text(yaml.safe_dump({"name": "g", "axes": {"recipe": [{"lr": 1}]}}))
+    with pytest.raises(BenchError, match="needs a name"):
+        load_grid(path)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [({"run": {}}, "needs a name"), ({"name": "x", "axes": {"seed": []}}, "non-empty list"),
