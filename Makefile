@@ -34,7 +34,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
 
 # The demo protocol (configs/shapes-demo.yaml): DPOK on one shapes-world prompt, a before/after table on 256 fresh
-# seeds, then where this draw stands among the 5 committed seeds of the same protocol (results/shapes-demo/).
+# seeds, then where this draw stands among the committed runs of the same protocol (results/shapes-demo/).
 demo: setup
 	@run=$$($(BIN)/bench run --config configs/shapes-demo.yaml | tail -n 1 | sed 's/^run folder: //') && \
 	  echo "run folder: $$run" && \
