@@ -39,7 +39,7 @@ demo: setup
 	@run=$$($(BIN)/bench run --config configs/shapes-demo.yaml | tail -n 1 | sed 's/^run folder: //') && \
 	  echo "run folder: $$run" && \
 	  $(BIN)/bench eval "$$run" --samples 256 && \
-	  $(BIN)/bench standing "$$run" --against 'results/shapes-demo/reward-shapes-reward_seed-*/*'
+	  $(BIN)/bench standing "$$run" --against 'results/shapes-*/*/*'
 
 clean:
 	rm -rf $(VENV) build *.egg-info

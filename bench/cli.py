@@ -344,8 +344,10 @@ def standing_cmd(
 
     from bench.evaluations.standing import standing_line
 
-    committed = sorted({p for pattern in against for p in (glob.glob(pattern) or [pattern])})
-    typer.echo(standing_line(Path(run_dir), _runs(committed) if committed else [], split))
+    # Patterns may also match files and cell folders: of what they match, the run folders (config.yaml) count.
+    matched = {p for pattern in against for p in (glob.glob(pattern) or [pattern])}
+    committed = sorted(Path(p) for p in matched if (Path(p) / "config.yaml").is_file())
+    typer.echo(standing_line(Path(run_dir), committed, split))
 
 
 @app.command("sweep", help="Run a grid of runs (methods x settings x seeds) in stable folders; resumable cell by cell.")

@@ -3,7 +3,8 @@
 A seed is one draw (and so is a machine): a single run's gain says little until it is set beside other seeds of the
 same protocol. ``standing_line`` gives the one line `make demo` prints after its table: whether the gold change's
 95% interval (paired bootstrap over prompt x seed) excludes 0, and where the change falls among the committed
-runs (their changes measured the same way, from their own eval.parquet).
+runs of the same protocol (runs whose configs differ at most by seed and bookkeeping; their changes measured
+the same way, from their own eval.parquet).
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ def change(evals: pd.DataFrame, scorer: str, split: str = "train") -> tuple[floa
     return paired_difference_ci(joined.tuned, joined.base)
 
 
+def same_protocol(a: Path, b: Path) -> bool:
+    """Whether two runs differ at most by seed and bookkeeping (the keys tables never use to tell runs apart)."""
+    from bench.evaluations.runs import IGNORED_KEYS, flatten, read_config
+
+    def key(run: Path) -> dict:
+        config = read_config(run)
+        kept = {k: v for k, v in flatten(config).items() if k.split(".")[0] not in IGNORED_KEYS}
+        return {**kept, "method": config.get("method")}
+
+    return key(a) == key(b)
+
+
 def _evals(run: Path) -> pd.DataFrame:
     path = Path(run) / "eval.parquet"
     if not path.is_file():
@@ -55,8 +68,9 @@ def standing_line(run: str | Path, committed: Sequence[str | Path], split: str =
     verdict = "excludes 0" if lo > 0 or hi < 0 else "includes 0 (no change shown)"
     line = f"this run: gold ({scorer}) change {mean:+.3f} [{lo:+.3f}, {hi:+.3f}], the interval {verdict}"
     others = [Path(r) for r in committed if Path(r).resolve() != Path(run).resolve()]
+    others = [r for r in others if same_protocol(r, Path(run))]
     if not others:
-        return line + "; no committed runs to compare with"
+        return line + "; no committed runs of this protocol to compare with"
     means = np.array([change(_evals(r), scorer, split)[0] for r in others])
     below = int((means < mean).sum())
     return (

@@ -108,6 +108,10 @@ def test_standing_line_places_a_run_among_committed_ones(capsys, tmp_path):
     )  # shifts 0.1, 0.0 below 0.2
     code, out, err = run_cli(capsys, ["standing", str(runs[3])])
     assert "includes 0" in out and "no committed runs" in out
+    other = make_run(tmp_path / "other", "r9", "dpok", 0.1, seed=9, shift=0.5)  # another beta: another protocol
+    code, out, err = run_cli(capsys, ["standing", str(runs[1]), "--against", str(tmp_path / "r*"), "--against",
+                                      str(other)])  # fmt: skip
+    assert "2 of the 3 committed runs" in out and "+0.5" not in out
 
 
 def test_a_failed_cell_stops_the_sweep_and_status_shows_its_error(capsys, tmp_path, tiny_sd):
