@@ -81,12 +81,12 @@ def save_grid(images: torch.Tensor, path, columns: int = 8) -> None:
 
 def before_after_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per scorer: base and trained means with 95% intervals, and the paired difference (same prompt and seed)."""
+    from bench.evaluations.runs import paired_steps
+
     rows = []
     final = df.step.max()
     for scorer, part in df.groupby("scorer", sort=False):
-        base = part[part.step == 0].set_index(["prompt", "seed"]).value
-        tuned = part[part.step == final].set_index(["prompt", "seed"]).value
-        joined = pd.concat([base.rename("base"), tuned.rename("tuned")], axis=1).dropna()
+        joined = paired_steps(part, final)
         rows.append(
             {"scorer": scorer, "base": bootstrap_ci(joined.base), "tuned": bootstrap_ci(joined.tuned),
              "change": paired_difference_ci(joined.tuned, joined.base), "n": len(joined)}

@@ -121,6 +121,15 @@ def load_eval(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     return df.sort_values(["label", "run", "step", "split", "scorer", "prompt", "seed"], kind="stable")
 
 
+def paired_steps(part: pd.DataFrame, final: int | None = None) -> pd.DataFrame:
+    """One scorer's rows of one run: columns ``base`` (step 0) and ``tuned`` (step ``final``, default the last),
+    matched on (prompt, seed); images missing from either step (or NaN) are dropped."""
+    final = part.step.max() if final is None else final
+    base = part[part.step == 0].set_index(["prompt", "seed"]).value
+    tuned = part[part.step == final].set_index(["prompt", "seed"]).value
+    return pd.concat([base.rename("base"), tuned.rename("tuned")], axis=1).dropna()
+
+
 def load_training(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """All train.jsonl rows with ``run`` and ``label``; ``reward`` falls back to ``data_reward`` (offline methods)."""
     runs = sorted_runs(run_dirs)

@@ -34,10 +34,9 @@ def change(evals: pd.DataFrame, scorer: str, split: str = "train") -> tuple[floa
     part = evals[(evals.scorer == scorer) & (evals.split == split)]
     if part.empty:
         raise BenchError(f"no {scorer} rows on split {split!r}")
-    final = part.step.max()
-    base = part[part.step == 0].set_index(["prompt", "seed"]).value
-    tuned = part[part.step == final].set_index(["prompt", "seed"]).value
-    joined = pd.concat([base.rename("base"), tuned.rename("tuned")], axis=1).dropna()
+    from bench.evaluations.runs import paired_steps
+
+    joined = paired_steps(part)
     return paired_difference_ci(joined.tuned, joined.base)
 
 

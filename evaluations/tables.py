@@ -20,7 +20,15 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.evaluations.runs import EVAL_COLUMNS, PRETRAINED, load_eval, read_config, run_labels, sorted_runs
+from bench.evaluations.runs import (
+    EVAL_COLUMNS,
+    PRETRAINED,
+    load_eval,
+    paired_steps,
+    read_config,
+    run_labels,
+    sorted_runs,
+)
 from bench.stats import cluster_bootstrap_ci
 
 STATS = ("mean", "lo", "hi", "n")
@@ -101,12 +109,9 @@ def build_change_table(
             raise BenchError(f"{d} has no eval.parquet; run `bench eval {d}` first")
         df = pd.read_parquet(path, columns=EVAL_COLUMNS)
         df = df[df.value.notna()]
-        final = df.step.max()
         for (scorer, split), part in df.groupby(["scorer", "split"]):
-            base = part[part.step == 0].set_index(["prompt", "seed"]).value
-            tuned = part[part.step == final].set_index(["prompt", "seed"]).value
-            joined = pd.concat([base.rename("b"), tuned.rename("t")], axis=1).dropna()
-            diffs[(d.name, scorer, split)] = (joined.t - joined.b).to_numpy()
+            joined = paired_steps(part, df.step.max())
+            diffs[(d.name, scorer, split)] = (joined.tuned - joined.base).to_numpy()
     scorers = list(scorers) if scorers else sorted({k[1] for k in diffs} - LABEL_SCORERS)
     splits = list(splits) if splits else sorted({k[2] for k in diffs})
     columns = pd.MultiIndex.from_tuples(
