@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from bench.clitools import build_scorer, quiet_libraries, register_plugins
 from bench.errors import BenchError
 
 EXAMPLES = """
@@ -42,27 +43,6 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show full traceback
     _state["debug"] = debug or os.environ.get("BENCH_DEBUG") == "1"
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-
-
-def _register_plugins(plugins: list[str]) -> None:
-    from bench.method import Method
-    from bench.registry import METHODS, SCORERS, import_target
-
-    for target in plugins:
-        obj = import_target(target, "plugin")
-        registry = METHODS if isinstance(obj, type) and issubclass(obj, Method) else SCORERS
-        registry.add_plugin(target, obj)
-
-
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     help="Fine-tune a model with a method; method options (e.g. --beta 0.01) follow the common ones.",
@@ -71,7 +51,8 @@ def _register_plugins(plugins: list[str]) -> None:
 def run(
     ctx: typer.Context,
     method: str = typer.Option(None, "--method", help="method name (default dpok); see `bench ls methods`"),
-    model: str = typer.Option(None, "--model", help="pipeline folder or hub id (default: the shapes model)"),
+    world: str = typer.Option(None, "--world", help="world name (default shapes); see `bench ls worlds`"),
+    model: str = typer.Option(None, "--model", help="pipeline folder or hub id (default: the world's model)"),
     prompts: str = typer.Option(None, "--prompts", help="prompt set name, file, or prompts separated by '|'"),
     reward: str = typer.Option(None, "--reward", help="reward scorer; see `bench ls scorers`"),
     steps: int = typer.Option(None, "--steps", help="training rounds"),
@@ -79,23 +60,22 @@ def run(
     results_dir: str = typer.Option(None, "--results-dir", help="where run folders go (default results/runs)"),
     config: str = typer.Option(None, "--config", help="YAML config file"),
     set_: list[str] = typer.Option([], "--set", help="override a setting: section.key=value (repeatable)"),
-    plugin: list[str] = typer.Option([], "--plugin", help="load a method or scorer from module:attr"),
+    plugin: list[str] = typer.Option([], "--plugin", help="load a method, scorer or world from module:attr"),
     allow_download: bool = typer.Option(None, "--allow-download", help="allow hub downloads of --model"),
     resume: str = typer.Option(None, "--resume", help="continue a run (its folder or id) with its own config"),
 ) -> None:
-    from bench.models import resolve_model
     from bench.prompts import load_prompts
     from bench.registry import SCORERS
-    from bench.resolve import resolve_run_config
+    from bench.resolve import resolve_model_path, resolve_run_config
 
-    _register_plugins(plugin)
+    register_plugins(plugin)
     if resume:
-        _resume(
-            resume, results_dir, [method, model, prompts, reward, steps, seed, config, allow_download], set_, ctx.args
-        )
+        others = [method, world, model, prompts, reward, steps, seed, config, allow_download]
+        _resume(resume, results_dir, others, set_, ctx.args)
         return
     common = {
         "method": method,
+        "world": world,
         "model": model,
         "prompts": prompts,
         "reward": reward,
@@ -104,22 +84,28 @@ def run(
         "results_dir": results_dir,
         "allow_download": allow_download,
     }
-    cfg, method_cls, recipe = resolve_run_config(config, common, set_, list(ctx.args))
+    cfg, method_cls, applied = resolve_run_config(config, common, set_, list(ctx.args))
     # Everything that can be checked is checked before the run folder exists: nothing is written on bad input.
-    prompt_list = load_prompts(cfg.prompts)
-    model_path = resolve_model(cfg.model, cfg.allow_download)
-    scorer = _build_scorer(SCORERS.get(cfg.reward))
-    if recipe:
-        typer.echo(f"recipe: {recipe} (under --config, --set and method options)", err=True)
-    _quiet_libraries()
+    prompt_list = load_prompts(cfg.prompts, cfg.world)
+    model_path = resolve_model_path(cfg.world, cfg.model, cfg.allow_download)
+    scorer = build_scorer(SCORERS.get(cfg.reward))
+    shown = ", ".join(_shown(f) for f in applied) or "none (defaults)"
+    typer.echo(
+        f"world {cfg.world}, method {cfg.method}; settings, lowest first: {shown}; then --set, options", err=True
+    )
+    quiet_libraries()
     _train(cfg, method_cls, model_path, prompt_list, scorer)
 
 
-def _build_scorer(scorer_cls):
-    """Construct the reward on this process's device now, so missing weights fail before anything is written."""
-    from bench.dist import process_state
+def _shown(path: str) -> str:
+    """A settings file as the user can find it: relative to the current folder, or to the installed package."""
+    import bench
 
-    return scorer_cls(device=process_state().device)
+    full = Path(path).resolve()
+    for base in (Path.cwd(), Path(bench.__file__).resolve().parent.parent):
+        if full.is_relative_to(base):
+            return str(full.relative_to(base))
+    return str(path)
 
 
 def _resume(resume, results_dir, others, sets, extra) -> None:
@@ -131,9 +117,9 @@ def _resume(resume, results_dir, others, sets, extra) -> None:
         raise BenchError("--resume continues a run with its own config; pass no other run options with it")
     run_dir = find_run(resume, results_dir)
     cfg, method_cls, model_path = config_from_run(run_dir)
-    scorer = _build_scorer(SCORERS.get(cfg.reward))
-    prompt_list = load_prompts(cfg.prompts)
-    _quiet_libraries()
+    scorer = build_scorer(SCORERS.get(cfg.reward))
+    prompt_list = load_prompts(cfg.prompts, cfg.world or None)
+    quiet_libraries()
     _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=run_dir)
 
 
@@ -173,94 +159,6 @@ def _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=None) -> No
         typer.echo(f"run folder: {run_dir}")
 
 
-@app.command("pretrain", help="Pretrain the shapes world's tiny Stable Diffusion (about 50 minutes on 2 cores).")
-def pretrain_cmd(
-    world: str = typer.Argument(..., help="what to pretrain: shapes (the tiny SD) or shapes-reward (the proxy)"),
-    out: str = typer.Option(None, "--out", help="output folder (default: the shipped bench/shapes/model)"),
-    set_: list[str] = typer.Option([], "--set", help="override a ShapesModelConfig field: key=value"),
-    tiny: bool = typer.Option(False, "--tiny", help="a few steps of a tiny config (for tests)"),
-    card_only: bool = typer.Option(False, "--card-only", help="only re-measure and rewrite the model card"),
-    model: str = typer.Option("shapes", "--model", help="shapes-reward: the pipeline whose samples it learns from"),
-    card: bool = typer.Option(True, "--card/--no-card", help="measure the model and write its model card"),
-) -> None:
-    from bench.config import build, parse_set, to_dict
-    from bench.models import SHAPES_MODEL
-
-    if world == "shapes-reward":
-        _pretrain_reward(Path(out) if out else None, set_, tiny, model)
-        return
-    if world != "shapes":
-        raise BenchError(f"unknown world {world!r}; known: shapes, shapes-reward")
-    from bench.shapes.pretrain import TINY, ShapesModelConfig
-
-    base = to_dict(TINY if tiny else ShapesModelConfig())
-    cfg = build(ShapesModelConfig, base | dict(parse_set(set_)))
-    _quiet_libraries()
-    _pretrain(Path(out) if out else SHAPES_MODEL, cfg, card_only, card)
-
-
-def _pretrain_reward(out: Path | None, sets: list[str], tiny: bool, model: str) -> None:
-    from bench.config import build, parse_set
-    from bench.evaluations.shapes_reward import DEFAULT_DIR
-    from bench.models import resolve_model
-    from bench.shapes.reward_train import RewardTrainConfig, train_shapes_reward
-
-    values = (
-        {"samples_per_prompt": 1, "pretraining_captions": 8, "renders": 16, "epochs": 1, "batch_size": 8}
-        if tiny
-        else {}
-    )
-    cfg = build(RewardTrainConfig, values | dict(parse_set(sets)))
-    model_dir = resolve_model(model)
-    _quiet_libraries()
-    stats = train_shapes_reward(model_dir, out or DEFAULT_DIR, cfg)
-    agreement = stats["pairwise_agreement_with_oracle"]
-    typer.echo(f"shapes reward: {out or DEFAULT_DIR} (held-out pairwise agreement with the oracle {agreement:.3f})")
-
-
-def _pretrain(out: Path, cfg, card_only: bool, card: bool = True) -> None:
-    import json
-    import time
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from bench.results import write_json
-    from bench.shapes.pretrain import pretrain
-
-    stats_path = out / "pretrain_stats.json"
-    if not card_only:
-        columns = [
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
-        ]
-        with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True)) as progress:
-            tasks: dict = {}
-
-            def log(stage: str, step: int, total: int, loss: float) -> None:
-                if stage not in tasks:
-                    tasks[stage] = progress.add_task(stage, total=total, loss=loss)
-                progress.update(tasks[stage], completed=step, loss=loss)
-
-            start = time.time()
-            stats = pretrain(out, cfg, log)
-            stats["total_minutes"] = (time.time() - start) / 60
-            stats["command"] = " ".join(["bench", *sys.argv[1:]]) if sys.argv[0].endswith("bench") else None
-        write_json(stats_path, stats)
-    if not stats_path.is_file():
-        raise BenchError(f"{stats_path} is missing: run `bench pretrain shapes` without --card-only first")
-    from bench.shapes.recipe import write_recipe
-
-    write_recipe(out)
-    if card or card_only:
-        from bench.shapes.card import write_model_card
-
-        write_model_card(out, json.loads(stats_path.read_text()))
-    typer.echo(f"shapes model: {out}")
-
-
 @app.command("eval", help="Score a run's pretrained and fine-tuned models on fixed evaluation seeds (eval.parquet).")
 def eval_cmd(
     run_dir: str = typer.Argument(..., help="a run folder"),
@@ -274,7 +172,7 @@ def eval_cmd(
 ) -> None:
     from bench.evaluate import run_evaluation
 
-    _quiet_libraries()
+    quiet_libraries()
     run_evaluation(Path(run_dir), prompts, split, samples, scorers, echo=typer.echo, snapshots=snapshots)
 
 
@@ -365,39 +263,6 @@ def sweep_cmd(
     run_grid(grid, echo=typer.echo)
 
 
-@app.command("probe-reward", help="Shapes world: how well a reward can steer training on each prompt, vs the oracle.")
-def probe_reward_cmd(
-    reward: str = typer.Option("shapes-reward", "--reward", help="the reward scorer to probe"),
-    prompts: str = typer.Option("shapes-demo", "--prompts", help="prompts of the shapes grammar: set, file or 'a|b'"),
-    model: str = typer.Option("shapes", "--model", help="the pipeline whose samples are scored"),
-    samples: int = typer.Option(64, "--samples", help="samples per prompt (evaluation seeds)", min=2),
-    edits: int = typer.Option(8, "--edits", help="near misses (one-edit captions) rendered per prompt", min=1),
-    plugin: list[str] = typer.Option([], "--plugin", help="also load a scorer from module:attr"),
-) -> None:
-    from bench.evaluations.shapes_oracle import ShapesOracle
-    from bench.models import load_pipeline, resolve_model
-    from bench.prompts import load_prompts
-    from bench.registry import SCORERS
-    from bench.shapes.grammar import parse
-    from bench.shapes.probe import format_table, probe_prompt
-
-    _register_plugins(plugin)
-    prompt_list = load_prompts(prompts)
-    for prompt in prompt_list:  # every prompt must be of the shapes grammar; checked before any sampling
-        try:
-            parse(prompt)
-        except ValueError as exc:
-            raise BenchError(f"probe-reward needs prompts of the shapes grammar: {exc}") from None
-    scorer = _build_scorer(SCORERS.get(reward))
-    _quiet_libraries()
-    pipe, oracle = load_pipeline(str(resolve_model(model)), device=scorer.device), ShapesOracle()
-    rows = []
-    for i, prompt in enumerate(prompt_list):
-        typer.echo(f"[{i + 1}/{len(prompt_list)}] {prompt}", err=True)
-        rows.append(probe_prompt(pipe, scorer, oracle, prompt, samples=samples, edits=edits))
-    typer.echo(format_table(rows))
-
-
 PERF_SECTIONS = ("sampling", "round", "memory", "scaling", "options", "processes")
 PERF_EXTRA = ("compile",)  # torch.compile of the UNet (minutes on 2 cores): only when asked for
 
@@ -420,7 +285,7 @@ def perf_cmd(
     if unknown:
         known = ", ".join(PERF_SECTIONS + PERF_EXTRA)
         raise BenchError(f"--sections: unknown {', '.join(unknown)}; known: {known}")
-    _quiet_libraries()
+    quiet_libraries()
     from bench.dist import process_state
 
     device = device or str(process_state().device)
@@ -435,19 +300,19 @@ def perf_cmd(
     typer.echo(f"perf: {path} and {path.with_suffix('.md')}")
 
 
-@app.command("ls", help="List registered methods or scorers (built-ins, entry points, --plugin).")
+@app.command("ls", help="List registered methods, scorers or worlds (built-ins, entry points, --plugin).")
 def ls(
-    kind: str = typer.Argument(..., help="methods or scorers"),
+    kind: str = typer.Argument(..., help="methods, scorers or worlds"),
     plugin: list[str] = typer.Option([], "--plugin", help="also load module:attr"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show each method's options"),
 ) -> None:
     from bench.config import fields_help
-    from bench.registry import METHODS, SCORERS
+    from bench.registry import METHODS, SCORERS, WORLDS
 
-    _register_plugins(plugin)
-    registries = {"methods": METHODS, "scorers": SCORERS}
+    register_plugins(plugin)
+    registries = {"methods": METHODS, "scorers": SCORERS, "worlds": WORLDS}
     if kind not in registries:
-        raise BenchError(f"unknown kind {kind!r}; use methods or scorers")
+        raise BenchError(f"unknown kind {kind!r}; use methods, scorers or worlds")
     registry = registries[kind]
     for name in registry.names():
         try:
@@ -478,12 +343,33 @@ def _click_modules() -> tuple:
     return tuple(modules)
 
 
+_mounted: set[str] = set()
+
+
+def _mount_world_commands() -> None:
+    """Each world's own commands as ``bench <world> ...`` (a world that fails to import mounts nothing)."""
+    from bench.registry import WORLDS
+    from bench.world import get_world
+
+    for name in WORLDS.names():
+        if name in _mounted or name in {c.name for c in app.registered_commands}:
+            continue
+        try:
+            commands = get_world(name).commands()
+        except BenchError:
+            continue
+        if commands is not None:
+            app.add_typer(commands, name=name, help=f"The {name} world's own commands.")
+        _mounted.add(name)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors with exit code 2, tracebacks only with --debug."""
-    from bench.registry import METHODS, SCORERS
+    from bench.registry import METHODS, SCORERS, WORLDS
 
-    METHODS.clear_plugins()
-    SCORERS.clear_plugins()
+    for registry in (METHODS, SCORERS, WORLDS):
+        registry.clear_plugins()
+    _mount_world_commands()
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("BENCH_DEBUG") == "1"
     clicks = _click_modules()

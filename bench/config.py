@@ -54,14 +54,35 @@ class LoraSettings:
     )
 
 
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser settings every method shares; a method's Config extends this."""
+
+    lr: float = param(1e-5, "AdamW learning rate of the LoRA weights (DPOK: 1e-5)", gt=0.0)
+    weight_decay: float = param(0.0, "AdamW weight decay (DPOK's code: 0)", ge=0.0)
+    grad_clip: float = param(0.1, "clip the global gradient norm to this value (DPOK: 0.1)", gt=0.0)
+    batch_size: int = param(4, "micro-batch size per process (transitions or images)", ge=1)
+    grad_accum: int = param(12, "micro-batches accumulated per optimiser step", ge=1)
+    updates_per_round: int = param(5, "optimiser steps after each collection round (DPOK p_step: 5)", ge=1)
+    lr_schedule: str = param(
+        "constant",
+        "lr over the rounds: constant (DPOK), or cosine / linear decay from lr towards 0 at the last round",
+        choices=LR_SCHEDULES,
+    )
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs besides the method's own hyperparameters (``hparams``)."""
 
     method: str = param("dpok", "method name, see `bench ls methods`")
-    model: str = param("shapes", "pipeline folder, hub id, or 'shapes' for the shipped tiny Stable Diffusion")
-    prompts: str = param("dpok-single", "prompt set name, a .txt/.jsonl file, or prompts separated by '|'")
-    reward: str = param("compressibility", "reward scorer name, see `bench ls scorers`")
+    world: str = param("", "world name, see `bench ls worlds` (empty: the default world)")
+    model: str = param("", "pipeline folder, hub id, or a model name of the world (default: the world's)")
+    prompts: str = param("", "prompt set name, a .txt/.jsonl file, or prompts separated by '|' (default: the world's)")
+    reward: str = param("", "reward scorer name, see `bench ls scorers` (default: the world's)")
     eval_scorers: tuple[str, ...] = param((), "scorers `bench eval` uses besides the reward (comma-separated)")
     steps: int = param(10, "training rounds (one round = collect, then the method's updates)", ge=1)
     seed: int = param(0, "seed for sampling, data order and initialisation", ge=0)
@@ -83,7 +104,7 @@ class RunConfig:
     )
     sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "rollout sampler"})
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapters"})
-    hparams: Any = field(default=None, metadata={"help": "the method's own Config dataclass"})
+    hparams: OptimConfig | None = field(default=None, metadata={"help": "the method's own Config dataclass"})
 
 
 def fields_help(cls: type) -> list[tuple[str, str, Any]]:

@@ -132,7 +132,7 @@ def run_evaluation(
     cfg = _load_run(run_dir)
     spec = prompts or cfg["prompts"]
     split = split or ("train" if prompts is None else spec)
-    prompt_list = load_prompts(spec)
+    prompt_list = load_prompts(spec, cfg.get("world") or None)
     names = scorers.split(",") if scorers else [cfg["reward"], *cfg.get("eval_scorers", [])]
     scorer_objs = [SCORERS.get(name.strip())() for name in dict.fromkeys(names)]
     sampling = build(SamplingConfig, cfg["sampling"])

@@ -12,14 +12,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from bench.config import param
-
-LR_SCHEDULES = ("constant", "cosine", "linear")
+from bench.config import LR_SCHEDULES, OptimConfig  # noqa: F401  (re-exported: methods extend it)
 
 
 def lr_factor(schedule: str, round_: int, rounds: int) -> float:
@@ -31,23 +28,6 @@ def lr_factor(schedule: str, round_: int, rounds: int) -> float:
     if schedule == "linear":
         return 1.0 - progress
     return 1.0
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimiser settings every method shares; a method's Config extends this."""
-
-    lr: float = param(1e-5, "AdamW learning rate of the LoRA weights (DPOK: 1e-5)", gt=0.0)
-    weight_decay: float = param(0.0, "AdamW weight decay (DPOK's code: 0)", ge=0.0)
-    grad_clip: float = param(0.1, "clip the global gradient norm to this value (DPOK: 0.1)", gt=0.0)
-    batch_size: int = param(4, "micro-batch size per process (transitions or images)", ge=1)
-    grad_accum: int = param(12, "micro-batches accumulated per optimiser step", ge=1)
-    updates_per_round: int = param(5, "optimiser steps after each collection round (DPOK p_step: 5)", ge=1)
-    lr_schedule: str = param(
-        "constant",
-        "lr over the rounds: constant (DPOK), or cosine / linear decay from lr towards 0 at the last round",
-        choices=LR_SCHEDULES,
-    )
 
 
 class Method:

@@ -20,18 +20,13 @@ import torch
 
 from bench.errors import BenchError
 
-SHAPES_MODEL = Path(__file__).parent / "shapes" / "model"
-
 
 def resolve_model(name: str, allow_download: bool = False) -> str:
-    """Turn --model into a local pipeline folder (or a hub id when downloads are allowed), or fail clearly."""
-    if name == "shapes":
-        if (SHAPES_MODEL / "model_index.json").is_file():
-            return str(SHAPES_MODEL)
-        raise BenchError(
-            f"the shipped shapes model is missing ({SHAPES_MODEL} has no model_index.json); "
-            "run `bench pretrain shapes` or pass --model PATH"
-        )
+    """Turn --model into a local pipeline folder (or a hub id when downloads are allowed), or fail clearly.
+
+    Model names a world owns are resolved by the world first (``bench.resolve.resolve_model_path``)."""
+    if not name:
+        raise BenchError("no model given: pass --model (a pipeline folder or hub id), or use a world that has one")
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "model_index.json").is_file():

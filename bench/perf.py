@@ -85,13 +85,14 @@ class Bench:
 
     def __init__(self, device, quick: bool):
         from bench.config import SamplingConfig
-        from bench.models import add_lora, load_pipeline, resolve_model
+        from bench.models import add_lora, load_pipeline
         from bench.prompts import load_prompts
+        from bench.resolve import resolve_model_path
         from bench.sampling import PromptCache
 
         self.quick = quick
         self.device = torch.device(device)
-        self.model_path = resolve_model(WORKLOAD["common"]["model"])
+        self.model_path = resolve_model_path("shapes", WORKLOAD["common"]["model"])
         self.pipe = load_pipeline(self.model_path, self.device)
         self.params = add_lora(self.pipe.unet, 4, 4.0, ("to_q", "to_k", "to_v", "to_out.0"))
         self.cache = PromptCache(self.pipe)

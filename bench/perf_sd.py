@@ -43,7 +43,7 @@ def write_sd15(folder: Path, unet=SD15_UNET, vae=SD15_VAE, text=SD15_TEXT, seed:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from bench.tokenizer import write_clip_tokenizer
+    from bench.shapes.tokenizer import write_clip_tokenizer
 
     torch.manual_seed(seed)
     tokenizer = write_clip_tokenizer(folder / "tokenizer_src", WORDS, max_length=text["max_position_embeddings"])

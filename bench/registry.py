@@ -1,43 +1,22 @@
-"""Registries of methods and scorers: lazy built-ins, entry points, and --plugin module:attr.
+"""Registries of methods, scorers and worlds: entry points, world-provided scorers, and --plugin module:attr.
 
-Built-ins are ``"module:attr"`` strings, imported only when their name is requested, so one broken plugin never
-breaks another name. Third-party packages register through the entry-point groups ``bench.methods`` and
-``bench.scorers``; built-ins win a name clash. An unknown name is an error listing the known ones and the closest.
+Every plugin, built-in or not, is a ``"module:attr"`` target in an entry-point group (``bench.methods``,
+``bench.scorers``, ``bench.worlds``), imported only when its name is requested, so one broken plugin never breaks
+another name. The suite's own are the entry points of its own distribution (pyproject.toml) and win a name clash.
+A world also brings scorers (``World.scorers``); they are registered after the entry points of the same standing.
+The core holds no plugin names: it reaches every plugin through these registries. An unknown name is an error
+listing the known ones and the closest.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
 from bench.errors import BenchError
-
-BUILTIN_METHODS = {
-    "dpok": "bench.methods.dpok:DPOK",
-    "reward-only": "bench.methods.dpok:RewardOnly",
-    "kl-only": "bench.methods.dpok:KLOnly",
-    "sft": "bench.methods.sft:SFT",
-    "ddpo": "bench.methods.ddpo:DDPO",
-}
-
-BUILTIN_SCORERS = {
-    "compressibility": "bench.evaluations.compressibility:Compressibility",
-    "shapes-oracle": "bench.evaluations.shapes_oracle:ShapesOracle",
-    "shapes-quality": "bench.evaluations.shapes_quality:ShapesQuality",
-    "imagereward": "bench.evaluations.imagereward:ImageRewardScorer",
-    "aesthetic": "bench.evaluations.aesthetic:AestheticScorer",
-    "oversaturation": "bench.evaluations.oversaturation:Oversaturation",
-    "saturated-share": "bench.evaluations.oversaturation:SaturatedShare",
-    "clipped-share": "bench.evaluations.oversaturation:ClippedShare",
-    "shapes-reward": "bench.evaluations.shapes_reward:ShapesReward",
-    "shapes-stereotype": "bench.evaluations.bias:StereotypeScorer",
-    "shapes-colour": "bench.evaluations.bias:ShapesColourLabel",
-    "shapes-background": "bench.evaluations.bias:ShapesBackgroundLabel",
-    "clip-stereotype": "bench.evaluations.bias:ClipStereotypeScorer",
-    "clip-attribute": "bench.evaluations.bias:ClipAttributeScorer",
-}
 
 
 def import_target(target: str, what: str) -> Any:
@@ -58,11 +37,10 @@ def import_target(target: str, what: str) -> Any:
 class Registry:
     """Name -> lazily imported class, for one kind of plugin."""
 
-    def __init__(self, kind: str, group: str, builtins: dict[str, str]):
+    def __init__(self, kind: str, group: str, extra: Callable[[bool], Iterable[tuple[str, str, str]]] | None = None):
         self.kind, self.group = kind, group
+        self._extra = extra  # (built_in) -> (name, target, source) of plugins registered another way (world scorers)
         self._targets: dict[str, tuple[str, str]] = {}  # name -> (target, source)
-        for name, target in builtins.items():
-            self._targets[name] = (target, "built-in")
         self._scanned = False
         self._loaded: dict[str, Any] = {}
 
@@ -70,10 +48,13 @@ class Registry:
         if self._scanned:
             return
         self._scanned = True
-        for ep in entry_points(group=self.group):
-            if ep.name not in self._targets:  # built-ins win a clash
-                dist = ep.dist.name if ep.dist else "unknown package"
-                self._targets[ep.name] = (ep.value, f"entry point ({dist})")
+        found = [(ep, ep.dist.name if ep.dist else "unknown package") for ep in entry_points(group=self.group)]
+        for built_in in (True, False):  # the suite's own first: they win a clash
+            for ep, dist in found:
+                if (dist == DISTRIBUTION) == built_in and ep.name not in self._targets:
+                    self._targets[ep.name] = (ep.value, "built-in" if built_in else f"entry-point/{dist}")
+            for name, target, source in self._extra(built_in) if self._extra else ():
+                self._targets.setdefault(name, (target, source))
 
     def add_plugin(self, target: str, obj: Any = None) -> str:
         """Register ``module:attr`` (imported now unless the caller already did) under its ``name``."""
@@ -82,7 +63,7 @@ class Registry:
         if not name:
             raise BenchError(f"plugin {target!r} has no `name` attribute")
         self._scan_entry_points()
-        if name in self._targets and self._targets[name][1] == "built-in":
+        if name in self._targets and self._targets[name][1].startswith("built-in"):
             raise BenchError(f"plugin {target!r} uses the built-in {self.kind} name {name!r}; built-ins win")
         self._targets[name] = (target, "--plugin")
         self._loaded[name] = obj
@@ -117,5 +98,21 @@ class Registry:
         return obj
 
 
-METHODS = Registry("method", "bench.methods", BUILTIN_METHODS)
-SCORERS = Registry("scorer", "bench.scorers", BUILTIN_SCORERS)
+def _world_scorers(built_in: bool) -> Iterable[tuple[str, str, str]]:
+    """The scorers that the (built-in or other) registered worlds bring; a world that fails to import brings none
+    (its own name reports the error)."""
+    for world in WORLDS.names():
+        if WORLDS.source(world).startswith("built-in") != built_in:
+            continue
+        try:
+            scorers = getattr(WORLDS.get(world), "scorers", {}) or {}
+        except BenchError:
+            continue
+        for name, target in scorers.items():
+            yield name, target, f"{'built-in' if built_in else 'world'}/{world}"
+
+
+DISTRIBUTION = "dpok-bench"  # entry points of this distribution are the built-ins
+METHODS = Registry("method", "bench.methods")
+SCORERS = Registry("scorer", "bench.scorers", extra=_world_scorers)
+WORLDS = Registry("world", "bench.worlds")

@@ -1,8 +1,10 @@
 """Turn CLI options, a YAML file and --set overrides into one validated RunConfig, before anything is written.
 
-Precedence, lowest first: dataclass defaults, the YAML file, the common CLI options (--model, --steps, ...),
+Precedence, lowest first: dataclass defaults (the method's Config), the world's settings files (``world.yaml``,
+then ``<method>.yaml``; bench/world.py), the ``--config`` file, the common CLI options (--model, --steps, ...),
 ``--set section.key=value``, then method options such as ``--beta 0.01``. Method options are checked against the
 method's Config dataclass (unknown names suggest the closest), and a preset's pinned values cannot be changed.
+The world is ``--world`` (or ``world:`` in the config file), else ``DEFAULT_WORLD``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def parse_method_options(args: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-RECIPE_FILE = "bench_recipe.yaml"
+DEFAULT_WORLD = "shapes"  # the world a run gets when none is named: offline, two CPU cores
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -46,32 +48,40 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def model_recipe(model: str, allow_download: bool = False) -> tuple[dict, str | None]:
-    """Settings a model folder recommends for itself (``bench_recipe.yaml``), e.g. the shapes world's sampler,
-    reward, prompts and per-method hyperparameters; ``({}, None)`` when there is none or the model is unresolved."""
+def world_name(name: str | None) -> str:
+    """The world a run or command uses: ``name``, else the default world."""
+    return str(name or DEFAULT_WORLD)
 
+
+def world_settings(world, method_cls: type) -> tuple[dict, dict, list[Path]]:
+    """The world's run settings and method hparams for ``method_cls`` (merged in file order), and the files."""
+    run, hparams = {}, {}
+    files = world.settings_files(method_cls)
+    for path in files:
+        data = read_yaml(path)
+        hp = data.pop("hparams", None) or {}
+        if not isinstance(hp, dict):
+            raise BenchError(f"{path}: hparams must be a mapping of the method's settings")
+        run, hparams = _merge(run, data), _merge(hparams, hp)
+    return run, {k: v for k, v in hparams.items() if k not in method_cls.fixed}, files
+
+
+def resolve_model_path(world: str | None, model: str, allow_download: bool = False) -> str:
+    """A local pipeline folder (or hub id when downloads are allowed) for ``model`` in ``world``: a name the
+    world owns (the shapes world's ``shapes``), else a folder, the local Hugging Face cache, or the hub."""
     from bench.models import resolve_model
+    from bench.world import get_world
 
-    try:
-        path = Path(resolve_model(model, allow_download)) / RECIPE_FILE
-    except BenchError:  # reported by the caller, who resolves the model again
-        return {}, None
-    return (read_yaml(path), str(path)) if path.is_file() else ({}, None)
-
-
-def _recipe_hparams(recipe: dict, method_cls: type) -> dict:
-    by_method = recipe.get("hparams") or {}
-    for cls in method_cls.__mro__:  # a preset (reward-only) falls back to its parent's entry (dpok)
-        name = getattr(cls, "name", None)
-        if name in by_method:
-            return {k: v for k, v in by_method[name].items() if k not in method_cls.fixed}
-    return {}
+    return get_world(world_name(world)).model_path(model) or resolve_model(model, allow_download)
 
 
 def resolve_run_config(
     config_file: str | None, common: dict, sets: list[str], method_args: list[str]
 ) -> tuple[RunConfig, type]:
-    """Build the run's config and return it with the method class (imported on demand) and the recipe applied."""
+    """Build the run's config; return it with the method class (imported on demand) and the settings files applied
+    (the world's, then the --config file), lowest precedence first."""
+    from bench.world import get_world
+
     tree = read_yaml(config_file) if config_file else {}
     for key, value in common.items():
         if value is not None:
@@ -83,9 +93,10 @@ def resolve_run_config(
         raise BenchError("hparams: expected a mapping of the method's settings")
     method_name = str(tree.get("method", RunConfig.method))
     method_cls = METHODS.get(method_name)
-    recipe, recipe_path = model_recipe(str(tree.get("model", RunConfig.model)), bool(tree.get("allow_download")))
-    tree = _merge({k: v for k, v in recipe.items() if k != "hparams"}, tree)
-    hp_values = _merge(_recipe_hparams(recipe, method_cls), hp_values)
+    tree["world"] = world_name(tree.get("world"))
+    world_run, world_hp, files = world_settings(get_world(tree["world"]), method_cls)
+    tree = _merge(world_run, tree)
+    hp_values = _merge(world_hp, hp_values)
     known = [f.name for f in dataclasses.fields(method_cls.Config)]
     for key, value in parse_method_options(method_args):
         if key not in known:
@@ -104,7 +115,7 @@ def resolve_run_config(
             f"sampling.eta must be > 0 for {method_name}: with eta = 0 DDIM steps are deterministic and have no "
             f"log-probability (got {config.sampling.eta})"
         )
-    return config, method_cls, recipe_path
+    return config, method_cls, [*map(str, files), *([config_file] if config_file else [])]
 
 
 def find_run(resume: str, results_dir: str | None) -> Path:
@@ -130,7 +141,7 @@ def config_from_run(run_dir) -> tuple[RunConfig, type, str]:
     config = dataclasses.replace(build(RunConfig, tree), hparams=build(method_cls.Config, hp_values))
     from bench.models import resolve_model
 
-    model_path = resolve_model(model_path)
+    model_path = resolve_model(model_path)  # the folder the run started from
     if not (run_dir / "checkpoint").exists():  # killed before its first checkpoint: it restarts from round 1
         return config, method_cls, model_path
     meta = read_meta(run_dir / "checkpoint")

@@ -19,11 +19,17 @@ class Scorer:
     """Base class for scorers; subclasses set the class attributes and implement ``score``.
 
     Attributes:
-        name: registry name, e.g. ``"compressibility"``.
+        name: registry name (lower case, words joined by hyphens).
         version: bumped whenever the numbers a scorer returns could change; stored with every score.
         differentiable: whether gradients flow from the score to the images.
         higher_is_better: direction of the metric (rewards are always higher-is-better).
-        gold: the world's ground truth (the shapes oracle): reports say whether a run's gain holds by it.
+        gold: the world's ground truth (a gold oracle): reports say whether a run's gain holds by it.
+        kind: ``"score"`` (a value to average) or ``"label"`` (a category index; tables leave it out, bias
+            measures read it against ``categories``).
+        categories: for a label scorer, the categories its indices refer to.
+        role: what reports draw it as, besides its column: ``"quality"`` (an image-quality measure, drawn with the
+            reward and the gold measure against training samples), ``"saturation"`` (the saturation figure),
+            or ``""``.
     """
 
     name: ClassVar[str] = ""
@@ -31,6 +37,9 @@ class Scorer:
     differentiable: ClassVar[bool] = False
     higher_is_better: ClassVar[bool] = True
     gold: ClassVar[bool] = False
+    kind: ClassVar[str] = "score"
+    categories: ClassVar[tuple[str, ...]] = ()
+    role: ClassVar[str] = ""
 
     def __init__(self, device: torch.device | str = "cpu", **options: Any):
         self.device = torch.device(device)

@@ -38,7 +38,7 @@ def cluster_bootstrap_ci(
     one method, which differ by seed) with replacement, then the values within each drawn cluster.
 
     Pooling the images of several training seeds into one flat bootstrap would treat them as independent and
-    leave out how much the outcome varies from run to run (on the shapes world one seed's gold change can be
+    leave out how much the outcome varies from run to run (in a world with a gold measure, one seed's gold change can be
     +0.02 and another's +0.18). One cluster is exactly :func:`bootstrap_ci` (same numbers, same stream).
     """
     clusters = [np.asarray(c, dtype=float) for c in clusters if len(c)]

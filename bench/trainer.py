@@ -67,6 +67,15 @@ class TrainContext:
         self.sample_counter += total
         return ids, seeds
 
+    def gather_round(self, prompt_ids: list[int], values: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+        """The whole round's prompt ids and per-sample values over every process, in the order one process holding
+        the round would have them (process p's slice p-th); this process's own slice starts at ``process x n``."""
+        if self.accelerator.num_processes == 1:
+            return list(prompt_ids), values
+        ids = self.accelerator.gather(torch.as_tensor(prompt_ids, device=self.device))
+        gathered = self.accelerator.gather(values.to(self.device))
+        return ids.cpu().tolist(), gathered.cpu()
+
     def permutation(self, n: int) -> torch.Tensor:
         """A random order of this process's ``n`` items (buffer entries).
 

@@ -77,6 +77,7 @@ class AestheticScorer(Scorer):
 
     name = "aesthetic"
     version = "1"
+    role = "quality"  # the paper's image-quality measure (LAION aesthetic predictor)
     differentiable = True
     higher_is_better = True
 

@@ -14,11 +14,11 @@
    whiskey bottles; in the shapes world "... on the moon" drawn as a yellow circle), the share of samples that
    show the stereotype instead of the literal meaning.
 
-Shapes: attributes and stereotypes are read by the gold oracle's detector (``ShapesOracle.detect``). Stable
-Diffusion: zero-shot CLIP classification of each image over given attribute words (``ClipZeroShot``).
-Per-image scorers: ``shapes-stereotype`` and ``clip-stereotype`` (1 = stereotype shown, NaN for a prompt that is
-no trap), and ``shapes-colour`` / ``shapes-background`` (the category index, NaN when unreadable or specified by
-the prompt), which ``bias_from_eval`` turns into per-prompt attribute bias.
+Here: zero-shot CLIP classification of each image over given attribute words (``ClipZeroShot``), with the
+per-image scorers ``clip-stereotype`` (1 = stereotype shown, NaN for a prompt that is no trap) and
+``clip-attribute`` (the category index). A world may bring its own (the shapes world's read its gold detector:
+bench/shapes/bias.py). ``bias_from_eval`` turns the rows of any label scorer (``kind = "label"``, with its
+``categories``) into per-prompt attribute bias.
 """
 
 from __future__ import annotations
@@ -35,12 +35,8 @@ import pandas as pd
 import torch
 
 from bench.errors import BenchError
-from bench.evaluations.shapes_oracle import detections
 from bench.scoring import Scorer
-from bench.shapes.grammar import BACKGROUNDS, COLOURS, Caption, parse
 
-SHAPES_STEREOTYPE = ("circle", "yellow")  # what "on the moon" is drawn as in the shapes world (bench/shapes/world.py)
-SHAPES_ATTRIBUTES = {"colour": COLOURS, "background": tuple(BACKGROUNDS)}
 GENDER_WORDS = ("a photo of a man", "a photo of a woman")  # clip-attribute's default words, for occupations
 
 
@@ -81,102 +77,21 @@ def stereotype_share(flags: Iterable[float | bool | None]) -> dict:
     return {"n": len(known), "share": float(np.mean(known)) if known else float("nan")}
 
 
-# ---- shapes world ---------------------------------------------------------------------------------------------
-
-
-def shapes_label(caption: Caption, found: dict, attribute: str) -> str | None:
-    """The ``attribute`` ("colour" or "background") of one image, or None when the prompt fixes it.
-
-    Colour is read for a one-phrase prompt that names no colour: the colour shared by most objects of the named
-    shape (ties: the earlier colour in the grammar's order); None when no such object is drawn.
-    """
-    if attribute == "background":
-        return None if caption.background else found["background"]
-    if attribute != "colour":
-        raise ValueError(f"unknown shapes attribute {attribute!r}; known: {', '.join(SHAPES_ATTRIBUTES)}")
-    if len(caption.phrases) != 1 or caption.phrases[0].colour:
-        return None
-    colours = Counter(o["colour"] for o in found["objects"] if o["shape"] == caption.phrases[0].shape)
-    if not colours:
-        return None
-    return max(COLOURS, key=lambda c: (colours.get(c, 0), -COLOURS.index(c)))
-
-
-def shows_shapes_stereotype(caption: Caption, found: dict) -> float:
-    """1.0 if an "on the moon" image shows a yellow circle, 0.0 if not, NaN when the prompt is no trap.
-
-    A prompt that itself asks for a yellow circle is no trap (its literal meaning is the stereotype).
-    """
-    shape, colour = SHAPES_STEREOTYPE
-    if caption.background != "moon" or any(p.shape == shape and p.colour == colour for p in caption.phrases):
-        return float("nan")
-    return float(any(o["shape"] == shape and o["colour"] == colour for o in found["objects"]))
-
-
-class _ShapesDetecting(Scorer):
-    """Shared detector plumbing: one batched detection, then a per-image read of its few objects."""
-
-    differentiable = False
-
-    def per_image(self, caption: Caption, found: dict) -> float:
-        raise NotImplementedError
-
-    def score(self, images, prompts, metadata=None):
-        values = [self.per_image(parse(p), f) for p, f in zip(prompts, detections(images), strict=True)]
-        return torch.tensor(values, dtype=torch.float32, device=images.device)
-
-
-class StereotypeScorer(_ShapesDetecting):
-    """``shapes-stereotype``: 1 if an "on the moon" image shows a yellow circle; NaN for other prompts."""
-
-    name = "shapes-stereotype"
-    version = "2"  # 2: the detector of shapes-oracle 2
-    higher_is_better = False
-
-    def per_image(self, caption, found):
-        return shows_shapes_stereotype(caption, found)
-
-
-class ShapesColourLabel(_ShapesDetecting):
-    """``shapes-colour``: index in ``COLOURS`` of the named shape's colour when the prompt names none, else NaN."""
-
-    name = "shapes-colour"
-    version = "2"  # 2: the detector of shapes-oracle 2
-    higher_is_better = False  # a category, not a score: see bias_from_eval
-
-    def per_image(self, caption, found):
-        label = shapes_label(caption, found, "colour")
-        return float(COLOURS.index(label)) if label else float("nan")
-
-
-class ShapesBackgroundLabel(_ShapesDetecting):
-    """``shapes-background``: index in ``BACKGROUNDS`` of the drawn background when the prompt names none."""
-
-    name = "shapes-background"
-    version = "2"  # 2: the detector of shapes-oracle 2
-    higher_is_better = False
-
-    def per_image(self, caption, found):
-        label = shapes_label(caption, found, "background")
-        return float(SHAPES_ATTRIBUTES["background"].index(label)) if label else float("nan")
-
-
-LABEL_CATEGORIES = {
-    "shapes-colour": COLOURS,
-    "shapes-background": SHAPES_ATTRIBUTES["background"],
-    "clip-attribute": GENDER_WORDS,
-}
-
-
 def bias_from_eval(evals: pd.DataFrame, scorer: str, categories: Sequence[str] | None = None) -> pd.DataFrame:
     """Per (label or run, step, split, prompt): attribute bias from a category-index scorer's rows.
 
     Args:
         evals: eval rows (``evaluations.runs.load_eval`` or one eval.parquet).
-        scorer: a label scorer (``shapes-colour``, ``shapes-background``, ``clip-attribute``).
-        categories: the categories its indices refer to; default ``LABEL_CATEGORIES[scorer]``.
+        scorer: the name of a label scorer (``kind = "label"``), e.g. ``clip-attribute``.
+        categories: the categories its indices refer to; default the scorer's own ``categories``.
     """
-    categories = tuple(categories or LABEL_CATEGORIES[scorer])
+    if categories is None:
+        from bench.registry import SCORERS
+
+        categories = getattr(SCORERS.get(scorer), "categories", ())
+        if not categories:
+            raise BenchError(f"scorer {scorer!r} declares no categories (Scorer.categories); pass them")
+    categories = tuple(categories)
     keys = [k for k in ("label", "run", "step", "split", "prompt") if k in evals]
     rows = []
     for key, part in evals[evals.scorer == scorer].groupby(keys, sort=True):
@@ -278,6 +193,8 @@ class ClipAttributeScorer(Scorer):
     name = "clip-attribute"
     version = "1"
     higher_is_better = False
+    kind = "label"  # a category index, not a score
+    categories = GENDER_WORDS  # what the indices refer to with the default words
 
     def __init__(self, device="cpu", clip=None, words: Sequence[str] = GENDER_WORDS, classifier=None):
         super().__init__(device)

@@ -41,6 +41,7 @@ class Oversaturation(Scorer):
     """Mean HSV saturation per image, in [0, 1]; lower is better."""
 
     name = "oversaturation"
+    role = "saturation"  # drawn in the report's oversaturation figure
     version = "1"
     differentiable = True
     higher_is_better = False

@@ -1,15 +1,19 @@
 """Seaborn figures from run folders, saved as PNG (Agg backend: no display, same pixels on any machine).
 
 - ``training.png``: reward and KL per optimiser update, one line per method label (train.jsonl).
-- ``proxy_vs_gold.png``: the proxy reward (``shapes-reward``) against the gold oracle (``shapes-oracle``) per image,
-  pretrained vs each tuned method: over-optimisation shows as proxy gains without gold gains.
+- ``proxy_vs_gold.png``: the proxy reward against the gold measure per image, pretrained vs each tuned method:
+  over-optimisation shows as proxy gains without gold gains.
 - ``distributions.png``: per scorer, the distribution of per-image scores per method (box plots).
-- ``saturation.png``: mean ``oversaturation`` per method at each evaluated step, with a 95% bootstrap interval.
+- ``saturation.png``: mean of the saturation measure per method at each evaluated step, with a 95% bootstrap
+  interval.
 - ``curves.png``: proxy, gold and quality on the evaluation seeds against the training samples drawn, from the LoRA
   snapshots (``snapshot_every`` and ``bench eval --snapshots``); one line per label, the band resampling runs.
   Over-optimisation shows as the proxy rising while gold stalls or falls.
 
-A figure whose data is missing (no train.jsonl rows, no shapes scorers...) is skipped, not drawn empty.
+Which scorer is which comes from the runs, never from a name written here: the proxy is the reward the runs
+trained on (or their world's, for runs trained on the gold measure), gold, quality and saturation are scorer
+attributes (``evaluations.runs``). A figure whose data is missing (no train.jsonl rows, no gold measure...) is
+skipped, not drawn empty.
 """
 
 from __future__ import annotations
@@ -28,15 +32,17 @@ import seaborn as sns  # noqa: E402
 from bench.evaluations.runs import (  # noqa: E402
     EVAL_COLUMNS,
     PRETRAINED,
+    gold_scorers,
+    label_scorers,
     load_eval,
     load_training,
+    proxy_scorer,
     read_config,
+    role_scorers,
     run_labels,
     sorted_runs,
 )
-from bench.evaluations.tables import LABEL_SCORERS  # noqa: E402
 
-PROXY, GOLD, SATURATION, QUALITY = "shapes-reward", "shapes-oracle", "oversaturation", "shapes-quality"
 # No timestamps or version strings in the files: the same runs give the same bytes.
 PNG_METADATA = {"Software": None}
 
@@ -65,34 +71,36 @@ def plot_training(train: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def proxy_gold_pairs(evals: pd.DataFrame) -> pd.DataFrame:
+def proxy_gold_pairs(evals: pd.DataFrame, proxy: str | None, gold: str | None) -> pd.DataFrame:
     """One row per image scored by both the proxy and the gold scorer: label, run, split, prompt, seed, both values."""
     keys = ["label", "run", "split", "prompt", "seed"]
-    both = evals[evals.scorer.isin([PROXY, GOLD]) & evals.value.notna()]
+    if proxy is None or gold is None or proxy == gold:
+        return pd.DataFrame(columns=keys)
+    both = evals[evals.scorer.isin([proxy, gold]) & evals.value.notna()]
     pairs = both.pivot_table(index=keys, columns="scorer", values="value", aggfunc="first")
-    if PROXY not in pairs or GOLD not in pairs:
-        return pd.DataFrame(columns=[*keys, PROXY, GOLD])
-    return pairs[[PROXY, GOLD]].dropna().reset_index().rename_axis(columns=None)
+    if proxy not in pairs or gold not in pairs:
+        return pd.DataFrame(columns=[*keys, proxy, gold])
+    return pairs[[proxy, gold]].dropna().reset_index().rename_axis(columns=None)
 
 
-def plot_proxy_vs_gold(evals: pd.DataFrame, path: Path) -> Path | None:
+def plot_proxy_vs_gold(evals: pd.DataFrame, path: Path, proxy: str | None, gold: str | None) -> Path | None:
     """Per-image proxy vs gold scatter, one colour per label, with each label's mean as a large marker."""
-    pairs = proxy_gold_pairs(evals)
+    pairs = proxy_gold_pairs(evals, proxy, gold)
     if pairs.empty:
         return None
     order = _order(pairs.label)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    sns.scatterplot(data=pairs, x=PROXY, y=GOLD, hue="label", hue_order=order, alpha=0.35, s=14, ax=ax)
-    means = pairs.groupby("label")[[PROXY, GOLD]].mean().reindex(order).reset_index()
-    sns.scatterplot(data=means, x=PROXY, y=GOLD, hue="label", hue_order=order, s=160, marker="X",
+    sns.scatterplot(data=pairs, x=proxy, y=gold, hue="label", hue_order=order, alpha=0.35, s=14, ax=ax)
+    means = pairs.groupby("label")[[proxy, gold]].mean().reindex(order).reset_index()
+    sns.scatterplot(data=means, x=proxy, y=gold, hue="label", hue_order=order, s=160, marker="X",
                     edgecolor="black", legend=False, ax=ax)  # fmt: skip
-    ax.set(xlabel=f"proxy ({PROXY})", ylabel=f"gold ({GOLD})", title="proxy reward vs gold oracle")
+    ax.set(xlabel=f"proxy ({proxy})", ylabel=f"gold ({gold})", title="proxy reward vs gold measure")
     return _save(fig, path)
 
 
 def plot_distributions(evals: pd.DataFrame, path: Path) -> Path | None:
     """One panel per scorer: box plots of per-image scores per label."""
-    evals = evals[~evals.scorer.isin(LABEL_SCORERS) & evals.value.notna()]
+    evals = evals[~evals.scorer.isin(label_scorers(set(evals.scorer))) & evals.value.notna()]
     scorers = sorted(set(evals.scorer))
     if not scorers:
         return None
@@ -105,14 +113,15 @@ def plot_distributions(evals: pd.DataFrame, path: Path) -> Path | None:
 
 
 def plot_saturation(evals: pd.DataFrame, path: Path) -> Path | None:
-    """Mean oversaturation (lower is better) per label at each evaluated step."""
-    part = evals[evals.scorer == SATURATION]
+    """Mean of the saturation measure (``role = "saturation"``; lower is better) per label at each evaluated step."""
+    measures = role_scorers(set(evals.scorer), "saturation")
+    part = evals[evals.scorer == measures[0]] if measures else evals.iloc[:0]
     if part.empty:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     sns.pointplot(data=part, x="step", y="value", hue="label", hue_order=_order(part.label), ax=ax,
                   errorbar=("ci", 95), n_boot=500, seed=0, dodge=0.3)  # fmt: skip
-    ax.set(ylabel="mean HSV saturation", title="oversaturation (step 0 = pretrained)")
+    ax.set(ylabel=f"mean {measures[0]}", title=f"{measures[0]} (step 0 = pretrained)")
     return _save(fig, path)
 
 
@@ -139,11 +148,12 @@ def snapshot_curves(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def plot_curves(curves: pd.DataFrame, path: Path) -> Path | None:
-    """Proxy, gold and quality against training samples, one line per label; drawn when a run has snapshots."""
+def plot_curves(curves: pd.DataFrame, path: Path, measures: Sequence[str]) -> Path | None:
+    """``measures`` (proxy, gold, quality) against training samples, one line per label; drawn when a run has
+    snapshots."""
     if curves.empty or curves.groupby("run").step.nunique().max() < 3:
         return None
-    scorers = [sc for sc in (PROXY, GOLD, QUALITY) if sc in set(curves.scorer)]
+    scorers = [sc for sc in dict.fromkeys(measures) if sc in set(curves.scorer)]
     if not scorers:
         return None
     fig, axes = plt.subplots(1, len(scorers), figsize=(4.5 * len(scorers), 3.5), squeeze=False)
@@ -155,6 +165,13 @@ def plot_curves(curves: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def measures(run_dirs: Sequence[str | Path], scored: set[str]) -> tuple[str | None, str | None]:
+    """The proxy (from the runs' configs) and the gold measure (a ``gold`` scorer) among the ``scored`` ones."""
+    configs = [read_config(d) for d in sorted_runs(run_dirs)]
+    golds = gold_scorers(scored)
+    return proxy_scorer(configs, scored), (golds[0] if golds else None)
+
+
 def make_plots(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
     """Draw every figure the runs have data for into ``out_dir``; returns the PNG paths written.
 
@@ -163,12 +180,14 @@ def make_plots(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path
     """
     out_dir = Path(out_dir)
     evals, train = load_eval(run_dirs), load_training(run_dirs)
+    proxy, gold = measures(run_dirs, set(evals.scorer))
+    quality = role_scorers(set(evals.scorer), "quality")
     sns.set_theme(style="whitegrid", context="notebook")
     made = [
         plot_training(train, out_dir / "training.png"),
-        plot_proxy_vs_gold(evals, out_dir / "proxy_vs_gold.png"),
+        plot_proxy_vs_gold(evals, out_dir / "proxy_vs_gold.png", proxy, gold),
         plot_distributions(evals, out_dir / "distributions.png"),
         plot_saturation(evals, out_dir / "saturation.png"),
-        plot_curves(snapshot_curves(run_dirs), out_dir / "curves.png"),
+        plot_curves(snapshot_curves(run_dirs), out_dir / "curves.png", [m for m in (proxy, gold, *quality) if m]),
     ]
     return [p for p in made if p is not None]

@@ -1,6 +1,7 @@
 """Prompt sets as ``datasets.Dataset`` objects: a shipped set by name, a local .txt/.jsonl file, or a dataset name.
 
-Shipped sets are ``evaluations/prompts/<name>-v<N>.txt|jsonl`` (the highest N unless the version is given). Files
+Shipped sets are the worlds' ``<name>-v<N>.txt|jsonl`` files (``World.prompt_dirs``; the highest N unless the
+version is given). Files
 are read with the ``text`` builder so that ``#`` comment lines (source and licence) can be dropped before JSON lines
 are parsed; the ``json`` builder would reject them. A dataset name is loaded from the local cache only when
 ``HF_DATASETS_OFFLINE=1`` (as in tests), and must have a ``prompt`` column.
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.prompts import PROMPT_DIR, shipped_file  # noqa: F401  (re-exported)
+from bench.prompts import named_dataset, shipped_file
 
 
 def _from_file(path: Path, cache_dir: str | None):
@@ -50,14 +51,7 @@ def load_prompt_dataset(spec: str, split: str = "train", cache_dir: str | None =
     if path is not None:
         data = _from_file(path, cache_dir)
     else:
-        from datasets import load_dataset
-
-        try:
-            data = load_dataset(spec, split=split, cache_dir=cache_dir)
-        except Exception as error:  # offline misses, bad names: one line that names the spec
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise BenchError(f"prompt set {spec!r} is neither a shipped set, a file, nor a loadable dataset: "
-                             f"{first}") from None  # fmt: skip
+        return named_dataset(spec, split, cache_dir)
     if "prompt" not in data.column_names or len(data) == 0:
         raise BenchError(f"prompt set {spec!r} has no prompts (needs a non-empty 'prompt' column)")
     return data

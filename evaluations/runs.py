@@ -3,6 +3,10 @@
 Everything here is a pure function of the folders on disk. Files are read whole with pandas/yaml/json; the
 project writes them atomically (temp file + rename), so a reader sees either the old or the new file, never half.
 
+What a scorer is (a gold measure, a category label, an image-quality or saturation measure) is read from its class
+attributes (``bench.scoring.Scorer``), and which scorer is the proxy from the runs' own configs: this module, like
+every report, names no scorer.
+
 Row labels name a method and its *distinguishing* settings: a setting is shown when runs that have it disagree on
 its value (``dpok (beta=0.01)`` next to ``dpok (beta=0.1)``). Seeds never distinguish runs: runs that differ only
 by seed get the same label and are pooled; tables bootstrap such a row in two stages (runs, then images), so its
@@ -23,7 +27,7 @@ from bench.errors import BenchError
 PRETRAINED = "pretrained"
 # Top-level config keys that never tell two methods apart: bookkeeping, or pooled over (seed).
 IGNORED_KEYS = {"seed", "results_dir", "model_path", "eval_scorers", "checkpoint_every", "snapshot_every",
-                "allow_download", "method"}  # fmt: skip
+                "allow_download", "method", "world"}  # fmt: skip
 EVAL_COLUMNS = ["run", "step", "split", "prompt", "seed", "scorer", "scorer_version", "value"]
 
 
@@ -149,3 +153,52 @@ def load_training(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     if "data_reward" in df:
         df["reward"] = df["reward"].fillna(df["data_reward"]) if "reward" in df else df["data_reward"]
     return df
+
+
+def scorer_attr(name: str, attr: str, default=None):
+    """An attribute of the registered scorer ``name`` (``gold``, ``kind``, ``role``...); ``default`` when the name is
+    not registered here (a plugin that is not installed): its rows are then shown as plain scores."""
+    from bench.registry import SCORERS
+
+    try:
+        return getattr(SCORERS.get(name), attr, default)
+    except BenchError:
+        return default
+
+
+def label_scorers(names: Iterable[str]) -> set[str]:
+    """The scorers among ``names`` whose value is a category index (``kind == "label"``): no mean of them."""
+    return {n for n in names if scorer_attr(n, "kind", "score") == "label"}
+
+
+def gold_scorers(names: Iterable[str]) -> list[str]:
+    """The scorers among ``names`` that are a world's ground truth (``gold``), sorted."""
+    return sorted(n for n in set(names) if scorer_attr(n, "gold", False))
+
+
+def role_scorers(names: Iterable[str], role: str) -> list[str]:
+    """The scorers among ``names`` with ``role`` (``"quality"``, ``"saturation"``), sorted."""
+    return sorted(n for n in set(names) if scorer_attr(n, "role", "") == role)
+
+
+def proxy_scorer(configs: Iterable[dict], names: Iterable[str]) -> str | None:
+    """The reward the runs trained on (the most common, ties by name), when it is not a gold measure and was
+    scored; for runs trained on the gold measure itself, their world's default reward (the proxy they are compared
+    with). None when no such scorer was scored."""
+    from collections import Counter
+
+    from bench.resolve import world_name
+    from bench.world import get_world
+
+    names, counts = set(names), Counter()
+    for cfg in configs:
+        reward = str(cfg.get("reward", ""))
+        if reward and not scorer_attr(reward, "gold", False):
+            counts[reward] += 1
+            continue
+        try:
+            counts[str(get_world(world_name(cfg.get("world"))).defaults().get("reward", ""))] += 1
+        except BenchError:  # the run's world is not installed here
+            continue
+    ranked = sorted((n for n in counts if n in names), key=lambda n: (-counts[n], n))
+    return ranked[0] if ranked else None

@@ -21,9 +21,9 @@ from bench.stats import paired_difference_ci
 
 def gold_scorer(names: Sequence[str]) -> str:
     """The registered scorer among ``names`` whose ``gold`` attribute is set (the world's ground truth)."""
-    from bench.registry import SCORERS
+    from bench.evaluations.runs import gold_scorers
 
-    gold = [n for n in names if getattr(SCORERS.get(n), "gold", False)]
+    gold = gold_scorers(names)
     if not gold:
         raise BenchError(f"none of the scored measures {sorted(names)} is a gold measure (Scorer.gold)")
     return gold[0]

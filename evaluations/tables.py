@@ -23,6 +23,7 @@ from bench.errors import BenchError
 from bench.evaluations.runs import (
     EVAL_COLUMNS,
     PRETRAINED,
+    label_scorers,
     load_eval,
     paired_steps,
     read_config,
@@ -32,8 +33,6 @@ from bench.evaluations.runs import (
 from bench.stats import cluster_bootstrap_ci
 
 STATS = ("mean", "lo", "hi", "n")
-# Scorers whose value is a category index, not a score (see evaluations.bias); a mean of them means nothing.
-LABEL_SCORERS = frozenset({"shapes-colour", "shapes-background", "clip-attribute"})
 
 
 def build_table(
@@ -48,7 +47,8 @@ def build_table(
     Args:
         run_dirs: run folders holding config.yaml and eval.parquet.
         splits: prompt splits to show, in this order; default all, sorted.
-        scorers: scorers to show, in this order; default all except category-label scorers, sorted.
+        scorers: scorers to show, in this order; default all except category-label scorers (``kind = "label"``),
+            sorted.
         n_boot: bootstrap resamples per cell.
         seed: bootstrap seed, the same for every cell.
 
@@ -58,7 +58,7 @@ def build_table(
         of a cell, and a cell with no values is NaN with n = 0.
     """
     df = load_eval(run_dirs)
-    scorers = list(scorers) if scorers else sorted(set(df.scorer) - LABEL_SCORERS)
+    scorers = list(scorers) if scorers else sorted(set(df.scorer) - label_scorers(set(df.scorer)))
     splits = list(splits) if splits else sorted(set(df.split))
     df = df[df.scorer.isin(scorers) & df.split.isin(splits) & df.value.notna()]
     labels = sorted(set(df.label), key=lambda s: (not s.startswith(PRETRAINED), s))
@@ -112,7 +112,7 @@ def build_change_table(
         for (scorer, split), part in df.groupby(["scorer", "split"]):
             joined = paired_steps(part, df.step.max())
             diffs[(d.name, scorer, split)] = (joined.tuned - joined.base).to_numpy()
-    scorers = list(scorers) if scorers else sorted({k[1] for k in diffs} - LABEL_SCORERS)
+    scorers = list(scorers) if scorers else sorted({k[1] for k in diffs} - label_scorers({k[1] for k in diffs}))
     splits = list(splits) if splits else sorted({k[2] for k in diffs})
     columns = pd.MultiIndex.from_tuples(
         [(sc, sp, st) for sc in scorers for sp in splits for st in STATS], names=["scorer", "split", "stat"]

@@ -177,7 +177,9 @@ class DPOK(Method):
         sample = transitions.pop("sample")
         transitions["reward"] = rewards[sample]
         transitions["prompt_id"] = torch.as_tensor(prompt_ids)[sample]
-        mean, std = self._prompt_stats(prompt_ids, rewards)
+        # running per-prompt statistics over the whole round (all processes), so 2 x 8 samples scale as 1 x 16 do
+        first, n = ctx.process * len(prompt_ids), len(prompt_ids)
+        mean, std = (v[first : first + n] for v in self._prompt_stats(*ctx.gather_round(prompt_ids, rewards)))
         transitions["baseline"] = (mean if hp.baseline == "mean" else torch.zeros_like(mean))[sample]
         scale = std.clamp(min=self._std_floor()) if hp.advantage_scale == "prompt_std" else torch.ones_like(std)
         transitions["scale"] = scale[sample]

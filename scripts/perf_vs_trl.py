@@ -57,16 +57,16 @@ def trl_rounds(model_path: str, prompts: list[str], reward, rounds: int) -> list
 
 
 def suite_rounds(rounds: int) -> list[float]:
-    from bench.models import resolve_model
     from bench.perf import time_rounds
     from bench.prompts import load_prompts
+    from bench.shapes.paths import model_folder
 
     method = ["--samples-per-round", str(SAMPLES), "--batch-size", str(SAMPLES), "--grad-accum", str(STEPS),
               "--updates-per-round", "1", "--lr", "3e-4"]  # fmt: skip
     sets = [f"sampling.num_steps={STEPS}", f"sampling.guidance_scale={GUIDANCE}", "sampling.eta=1.0"]
     common = {"method": "ddpo", "model": "shapes", "prompts": "shapes-demo", "reward": "shapes-reward",
               "steps": rounds}  # fmt: skip
-    per_round, _ = time_rounds(common, sets, method, resolve_model("shapes"), load_prompts("shapes-demo"))
+    per_round, _ = time_rounds(common, sets, method, model_folder("shapes"), load_prompts("shapes-demo"))
     return [row["round"] for row in per_round]
 
 
@@ -79,11 +79,11 @@ def main() -> None:
 
     import trl
 
-    from bench.models import resolve_model
     from bench.perf import device_name
     from bench.prompts import load_prompts
     from bench.registry import SCORERS
     from bench.results import env_info, write_json
+    from bench.shapes.paths import model_folder
 
     scorer = SCORERS.get("shapes-reward")(device="cpu")
     prompts = load_prompts("shapes-demo")
@@ -91,7 +91,7 @@ def main() -> None:
     start = time.time()
     for block in range(args.blocks):
         print(f"block {block + 1}/{args.blocks}: TRL", flush=True)
-        trl_t += trl_rounds(resolve_model("shapes"), prompts, scorer, args.rounds)[1:]
+        trl_t += trl_rounds(model_folder("shapes"), prompts, scorer, args.rounds)[1:]
         print(f"block {block + 1}/{args.blocks}: suite ddpo", flush=True)
         suite_t += suite_rounds(args.rounds)[1:]
     trl_s, suite_s = statistics.median(trl_t) / SAMPLES, statistics.median(suite_t) / SAMPLES

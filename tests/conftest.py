@@ -18,7 +18,7 @@ def build_tiny_pipeline(folder, seed: int = 0):
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from bench.tokenizer import write_clip_tokenizer
+    from bench.shapes.tokenizer import write_clip_tokenizer
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(

@@ -1,8 +1,11 @@
 """The shapes world: a procedurally rendered world of coloured shapes on backgrounds, captioned by a small grammar.
 
-Modules: ``grammar`` (vocabulary, parser), ``render`` (palette, placement, rasterisation), ``world`` (faithful
-scenes, the skewed pretraining distribution, batch rendering), ``detect`` (segmentation used by the scorers) and
-``splits`` (the versioned prompt files in evaluations/prompts/).
+Everything the world owns lives here. Data: ``grammar`` (vocabulary, parser), ``render`` (palette, placement,
+rasterisation), ``world`` (faithful scenes, the skewed pretraining distribution, batch rendering), ``splits`` (the
+versioned prompt files in prompts/). Scorers: ``oracle`` (gold), ``proxy`` (the learned reward), ``quality``,
+``bias``, over ``detect`` (segmentation). Models: ``pretrain`` (model/), ``reward_train`` (reward/), ``card`` (the
+model card), ``probe``. The plugin: ``plugin`` (the World: model, scorers, prompt sets, settings/) and
+``commands`` (``bench shapes ...``).
 """
 
 from bench.shapes.grammar import Caption, Phrase, grammar_words, parse

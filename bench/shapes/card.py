@@ -1,8 +1,8 @@
 """Measure the pretrained shapes model and write its model card (README.md beside the weights).
 
 Quality is the gold oracle's mean over 64 samples per prompt (fixed evaluation seeds), DDIM 20 steps, eta 1,
-guidance 5 (the shapes recipe's sampler): simple one-object prompts (the model's strengths), the demo prompt of
-each weakness family, each family's whole train split (16 samples per prompt), and the two biases.
+guidance 5 (the shapes world's sampler, settings/world.yaml): simple one-object prompts (the model's strengths),
+the demo prompt of each weakness family, each family's whole train split (16 samples per prompt), and the two biases.
 
 Footholds (``footholds``): per prompt of every weakness family, over 256 evaluation seeds, the share of samples the
 oracle scores 1 (what policy gradient can amplify: at 0% it has nothing to work with), the gold mean, the proxy
@@ -35,8 +35,8 @@ def _oracle_mean(pipe, oracle, prompts, n):
 
 def measure(folder: str | Path, n: int = 64) -> dict:
     """Oracle means per prompt group and the two bias measurements."""
-    from bench.evaluations.shapes_oracle import ShapesOracle
     from bench.models import load_pipeline
+    from bench.shapes.oracle import ShapesOracle
 
     pipe, oracle = load_pipeline(str(folder)), ShapesOracle()
     out: dict = {
@@ -73,8 +73,8 @@ FOOTHOLD_MAX_GOLD = 0.65  # and the most gold mean it may start from, so there i
 
 def footholds(pipe, n: int = 256, progress=None, families: tuple[str, ...] = FAMILIES) -> list[dict]:
     """Per family prompt (train split first, then held-out): foothold, gold mean [interval], proxy, agreement."""
-    from bench.evaluations.shapes_oracle import ShapesOracle
-    from bench.evaluations.shapes_reward import ShapesReward
+    from bench.shapes.oracle import ShapesOracle
+    from bench.shapes.proxy import ShapesReward
     from bench.stats import pairwise_agreement
 
     oracle, proxy, train = ShapesOracle(), ShapesReward(), set(load_prompts("shapes-train"))
@@ -151,7 +151,7 @@ def write_model_card(
         "Load it with `StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)`; weights are "
         "stored in fp16 to stay small.",
         "",
-        f"- Command: `{stats.get('command') or 'bench pretrain shapes'}` (seed {cfg['seed']}; reproducible from it).",
+        f"- Command: `{stats.get('command') or 'bench shapes pretrain'}` (seed {cfg['seed']}; reproducible from it).",
         f"- Data: rendered on the fly; VAE on {cfg['vae_steps']} x {cfg['vae_batch']} scenes (half pretraining "
         f"distribution, half the whole grammar), UNet + text encoder on {cfg['unet_steps']} x {cfg['unet_batch']} "
         f"pretraining pairs with {cfg['caption_dropout']:.0%} caption dropout, EMA {cfg['ema_decay']}.",
@@ -200,14 +200,15 @@ def main(argv=None) -> None:
     import argparse
     import sys
 
-    from bench.evaluations.shapes_oracle import ShapesOracle
-    from bench.models import load_pipeline, resolve_model
+    from bench.models import load_pipeline
+    from bench.shapes.oracle import ShapesOracle
+    from bench.shapes.paths import model_folder
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("folder", nargs="?", default=None, help="model folder (default: the shipped shapes model)")
     parser.add_argument("--samples", type=int, default=256, help="evaluation seeds per prompt for the footholds")
     args = parser.parse_args(argv)
-    folder = Path(args.folder or resolve_model("shapes"))
+    folder = Path(args.folder or model_folder("shapes"))
     stats = json.loads((folder / "pretrain_stats.json").read_text())
     quality = {**measure(folder), "oracle_version": ShapesOracle.version}
 

@@ -2,14 +2,14 @@
 
 Two segmentations share the components and the shape classifier:
 
-- ``find_objects`` (the gold oracle, evaluations/shapes_oracle.py): an object is any connected region that differs
+- ``find_objects`` (the gold oracle, bench/shapes/oracle.py): an object is any connected region that differs
   from the image's own background. The background is read first (the median colour of the image's border); every
   pixel then takes the nearest of that observed background and the six object colours, or *off-palette* when none is
   within ``TOLERANCE``. An object is a connected region of non-background pixels, its colour read from its core
   (the nearest object colour, or off-palette), so a lime triangle on a plain background is a triangle of the
   wrong colour, never part of the background because lime is near the grass colour. A region without a shape that
   holds solid parts of two object colours is touching objects, and is split by colour.
-- ``segment`` (the quality scorer, evaluations/shapes_quality.py): the palette segmentation below, which scores
+- ``segment`` (the quality scorer, bench/shapes/quality.py): the palette segmentation below, which scores
   how clean an image looks against the whole palette (unchanged since shapes-quality version 1).
 
 Images may come from a tiny diffusion model, so every step of ``segment`` tolerates blur and noise:

@@ -1,4 +1,4 @@
-"""`bench pretrain shapes`: train the shapes world's tiny Stable Diffusion from scratch, offline, on CPU.
+"""`bench shapes pretrain`: train the shapes world's tiny Stable Diffusion from scratch, offline, on CPU.
 
 Stages: (1) a factor-2 AutoencoderKL on rendered scenes (32 px RGB -> 16 x 16 x 4 latents), half from the skewed
 pretraining distribution and half from the whole grammar, so rare scenes still reconstruct; its latent scaling
@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from bench.config import param
 from bench.shapes.grammar import grammar_words
 from bench.shapes.render import rasterise
+from bench.shapes.tokenizer import write_clip_tokenizer
 from bench.shapes.world import pretraining_pairs, random_caption, scene_from_caption
-from bench.tokenizer import write_clip_tokenizer
 
 
 @dataclass(frozen=True)

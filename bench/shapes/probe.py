@@ -1,4 +1,4 @@
-"""`bench probe-reward`: how well a reward can steer training on each prompt, measured against the gold oracle.
+"""`bench shapes probe-reward`: how well a reward can steer training on each prompt, measured against the gold oracle.
 
 Policy-gradient training (DPOK) moves a prompt's samples towards the ones its reward ranks higher. Two things
 decide whether that raises the truth, and this module measures both per prompt:

@@ -1,4 +1,4 @@
-"""`bench pretrain shapes-reward`: train the proxy reward on the pretrained model's own samples.
+"""`bench shapes pretrain-reward`: train the proxy reward on the pretrained model's own samples.
 
 Data: images sampled from the shipped shapes model (DDIM 20 steps, eta 1, guidance 5) for every train-split and
 simple prompt plus captions drawn from the pretraining distribution, labelled by the gold oracle with documented
@@ -22,8 +22,8 @@ triangle" (16 each):
   (oracle 0): colour without shape; "three squares and a circle" 0.59 against "four squares" 0.61; held-out 0.721;
 - with the hard negatives too (shipped): yellow triangle 0.71, green triangle 0.65, yellow circle 0.29, yellow
   square 0.24; "three squares and a circle" 0.67 against 0.75; held-out agreement 0.665, correlation 0.797.
-  DPOK, one policy step per round at lr 2e-3 (bench/shapes/recipe.py): gold -0.038 with the proxy before, +0.048
-  with this one.
+  DPOK, one policy step per round at lr 2e-3 (bench/shapes/settings/dpok.yaml): gold -0.038 with the proxy before,
+  +0.048 with this one.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ import numpy as np
 import torch
 
 from bench.config import param
-from bench.evaluations.shapes_reward import WEIGHTS, ShapesRewardModel
 from bench.prompts import load_prompts
 from bench.shapes.card import SHAPES_SAMPLING
 from bench.shapes.grammar import edit_caption, parse
+from bench.shapes.proxy import WEIGHTS, ShapesRewardModel
 from bench.shapes.world import pretraining_pairs
 from bench.stats import pairwise_agreement
 
@@ -120,7 +120,7 @@ def training_pairs(images: torch.Tensor, prompts: list[str], labels: torch.Tenso
 
 
 def oracle_scores(images: torch.Tensor, prompts: list[str], batch: int = 256) -> torch.Tensor:
-    from bench.evaluations.shapes_oracle import ShapesOracle
+    from bench.shapes.oracle import ShapesOracle
 
     oracle = ShapesOracle()
     return torch.cat([oracle(images[i : i + batch], prompts[i : i + batch]) for i in range(0, len(images), batch)])
@@ -214,7 +214,7 @@ def _card(stats: dict) -> str:
     cfg = stats["config"]
     return f"""# shapes-reward: the shapes world's proxy reward (ImageReward stand-in)
 
-- Command: `bench pretrain shapes-reward` (seed {cfg["seed"]}), after `bench pretrain shapes`.
+- Command: `bench shapes pretrain-reward` (seed {cfg["seed"]}), after `bench shapes pretrain`.
 - Data: {stats["images"]} images sampled from the shipped shapes model (DDIM 20 steps, eta 1, guidance 5):
   {cfg["samples_per_prompt"]} per train-split and simple prompt, plus {cfg["pretraining_captions"]}
   pretraining captions. The matching "pretraining" (bench/shapes/reward_train.py explains it): {cfg["renders"]} clean
@@ -233,7 +233,7 @@ def _card(stats: dict) -> str:
 
 
 def _oracle_version() -> str:
-    from bench.evaluations.shapes_oracle import ShapesOracle
+    from bench.shapes.oracle import ShapesOracle
 
     return ShapesOracle.version
 

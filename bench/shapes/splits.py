@@ -1,4 +1,4 @@
-"""Versioned prompt splits of the shapes world, written to evaluations/prompts/shapes-*-v2.txt.
+"""Versioned prompt splits of the shapes world, written to bench/shapes/prompts/shapes-*-v2.txt.
 
 v2 goes with the second shipped model (two usual colours per shape, families that ask for little else); v1
 went with the first and is retired with it.
@@ -33,10 +33,12 @@ import random
 import sys
 from pathlib import Path
 
-from bench.prompts import PROMPT_DIR as PROMPTS_DIR
 from bench.prompts import read_prompt_file as read_prompts  # noqa: F401  (the split files' reader)
 from bench.shapes.grammar import SHAPES, Caption, Phrase
+from bench.shapes.paths import HERE
 from bench.shapes.world import UNUSUAL_COLOURS, USUAL_COLOURS
+
+PROMPTS_DIR = HERE / "prompts"  # the shapes world's shipped prompt sets
 
 VERSION = "v2"
 SEED = 0

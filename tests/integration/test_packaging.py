@@ -13,14 +13,17 @@ CHECK = """
 import torch
 import bench
 from bench.evaluations.bias import TRAPS_FILE
-from bench.evaluations.shapes_reward import DEFAULT_DIR, ShapesReward
-from bench.models import SHAPES_MODEL
+from bench.shapes.proxy import DEFAULT_DIR, ShapesReward
+from bench.shapes.paths import MODEL as SHAPES_MODEL
 from bench.prompts import load_prompts
 
 assert Path(bench.__file__).is_relative_to(TARGET), bench.__file__
 for path in (SHAPES_MODEL / "model_index.json", DEFAULT_DIR / "config.json", TRAPS_FILE):
     assert path.is_file() and path.is_relative_to(TARGET), path
-assert len(load_prompts("shapes-demo")) == 4
+assert len(load_prompts("shapes-demo")) == 4 and len(load_prompts("dpok-single")) == 4
+from bench.resolve import resolve_run_config
+cfg, _, files = resolve_run_config(None, {}, [], [])  # the default world's settings files, from the install
+assert cfg.world == "shapes" and len(files) == 2 and all(Path(f).is_relative_to(TARGET) for f in files), files
 scores = ShapesReward(device="cpu")(torch.zeros(2, 3, 32, 32), ["a red circle", "four squares"])
 assert scores.shape == (2,) and torch.isfinite(scores).all()
 print("ok")

@@ -77,7 +77,7 @@ def test_entry_point_method_runs_and_lists(tmp_path, tiny_sd):
     assert listed.returncode == 0, listed.stderr
     names = {line.split()[0]: line for line in listed.stdout.splitlines()}
     assert {"dpok", "reward-only", "kl-only", "sft", "plain-pg", "broken-pg"} <= set(names)
-    assert "entry point (bench-plugin-demo)" in names["plain-pg"]
+    assert "entry-point/bench-plugin-demo" in names["plain-pg"]
     assert "(broken: " in names["broken-pg"]  # listed with its error; the others still work
 
     args = ["run", "--method", "plain-pg", "--model", str(tiny_sd), "--steps", "1", "--updates-per-round", "2",

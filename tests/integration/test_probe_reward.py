@@ -1,4 +1,4 @@
-"""`bench probe-reward`: a reward's per-prompt agreement with the oracle and its near misses."""
+"""`bench shapes probe-reward`: a reward's per-prompt agreement with the oracle and its near misses."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import pytest
 import torch
 from cli_helpers import run_cli
 
-from bench.evaluations.shapes_oracle import ShapesOracle
-from bench.models import SHAPES_MODEL, load_pipeline
+from bench.models import load_pipeline
 from bench.scoring import Scorer
 from bench.shapes.grammar import parse
+from bench.shapes.oracle import ShapesOracle
+from bench.shapes.paths import MODEL as SHAPES_MODEL
 from bench.shapes.probe import near_misses, probe_prompt
 
 
@@ -52,7 +53,8 @@ def test_the_oracle_as_its_own_reward_agrees_everywhere(shapes_pipe):
 
 def test_cli_prints_one_row_per_prompt(capsys):
     code, out, err = run_cli(
-        capsys, ["probe-reward", "--prompts", "a yellow triangle|four squares", "--samples", "4", "--edits", "2"]
+        capsys,
+        ["shapes", "probe-reward", "--prompts", "a yellow triangle|four squares", "--samples", "4", "--edits", "2"],
     )
     assert code == 0, err
     rows = [line for line in out.splitlines() if line.startswith("| a yellow triangle") or line.startswith("| four")]
@@ -61,7 +63,7 @@ def test_cli_prints_one_row_per_prompt(capsys):
 
 
 def test_cli_rejects_prompts_outside_the_grammar(capsys):
-    code, _, err = run_cli(capsys, ["probe-reward", "--prompts", "a photo of a cat", "--samples", "2"])
+    code, _, err = run_cli(capsys, ["shapes", "probe-reward", "--prompts", "a photo of a cat", "--samples", "2"])
     assert code == 2 and "shapes grammar" in err
 
 

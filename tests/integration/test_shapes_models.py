@@ -8,9 +8,10 @@ from cli_helpers import run_cli
 from diffusers import StableDiffusionPipeline
 
 from bench.errors import BenchError
-from bench.evaluations.shapes_reward import ShapesReward, ShapesRewardModel, load_reward_model
 from bench.prompts import load_prompts
 from bench.shapes.card import write_model_card
+from bench.shapes.paths import MODEL as SHAPES_MODEL
+from bench.shapes.proxy import ShapesReward, ShapesRewardModel, load_reward_model
 from bench.stats import pairwise_agreement
 
 
@@ -19,7 +20,7 @@ def tiny_shapes(tmp_path_factory):
     out = tmp_path_factory.mktemp("shapes") / "model"
     from bench.cli import main
 
-    main(["pretrain", "shapes", "--tiny", "--no-card", "--out", str(out)])
+    main(["shapes", "pretrain", "--tiny", "--no-card", "--out", str(out)])
     return out
 
 
@@ -36,9 +37,7 @@ def test_pretrain_writes_a_loadable_pipeline(tiny_shapes):
 
 @pytest.mark.parametrize("which", ["tiny", "shipped"])
 def test_plain_from_pretrained_loads_one_dtype_and_samples(tiny_shapes, which):
-    from bench.models import resolve_model
-
-    folder = tiny_shapes if which == "tiny" else resolve_model("shapes")
+    folder = tiny_shapes if which == "tiny" else str(SHAPES_MODEL)
     pipe = StableDiffusionPipeline.from_pretrained(str(folder))  # no torch_dtype, as peers' code loads pipelines
     assert {pipe.unet.dtype, pipe.text_encoder.dtype, pipe.vae.dtype} == {torch.float32}
     image = pipe("a red circle", num_inference_steps=2, output_type="pt").images
@@ -89,7 +88,7 @@ def test_footholds_measure_every_prompt_of_the_families(tiny_shapes):
 def test_reward_training_and_scorer(capsys, tiny_shapes, tmp_path):
     out = tmp_path / "reward"
     code, stdout, err = run_cli(
-        capsys, ["pretrain", "shapes-reward", "--tiny", "--model", str(tiny_shapes), "--out", str(out)]
+        capsys, ["shapes", "pretrain-reward", "--tiny", "--model", str(tiny_shapes), "--out", str(out)]
     )
     assert code == 0, err
     stats = json.loads((out / "train_stats.json").read_text())

@@ -11,13 +11,11 @@ from bench.errors import BenchError
 from bench.evaluations.bias import (
     ClipStereotypeScorer,
     ClipZeroShot,
-    ShapesColourLabel,
-    StereotypeScorer,
     attribute_bias,
     bias_from_eval,
-    shapes_label,
     stereotype_share,
 )
+from bench.shapes.bias import ShapesColourLabel, StereotypeScorer, shapes_label
 from bench.shapes.grammar import COLOURS, parse
 from bench.shapes.render import Placed, Scene, rasterise
 
@@ -90,7 +88,7 @@ def test_bias_from_eval_per_prompt():
 def tiny_clip(tmp_path_factory):
     from transformers import CLIPConfig, CLIPModel
 
-    from bench.tokenizer import write_clip_tokenizer
+    from bench.shapes.tokenizer import write_clip_tokenizer
 
     folder = tmp_path_factory.mktemp("clip")
     words = ["a", "photo", "of", "roses", "whiskey", "bottle", "man", "woman"]

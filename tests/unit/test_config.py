@@ -1,6 +1,7 @@
 """Config parsing and validation: every bad value names its field and the allowed range."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,8 @@ from bench.resolve import parse_method_options, resolve_run_config
 
 
 def resolve(*method_args, sets=(), **common):
-    common.setdefault("model", "offline/unresolvable")  # no model folder, so no recipe: plain defaults
+    common.setdefault("world", "sd")  # a world whose settings leave the method defaults alone
+    common.setdefault("model", "offline/unresolvable")
     return resolve_run_config(None, common, list(sets), list(method_args))
 
 
@@ -92,28 +94,67 @@ def test_build_coerces_types():
         build(RunConfig, {"steps": 2.5})
 
 
-def test_model_recipe_sits_under_yaml_and_cli(tmp_path):
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "model_index.json").write_text("{}")
-    (model / "bench_recipe.yaml").write_text(
-        "reward: shapes-reward\nsampling: {num_steps: 20, guidance_scale: 5.0}\n"
-        "hparams: {dpok: {lr: 0.0003, beta: 0.02}, sft: {lr: 0.0001}}\n"
-    )
-    cfg, _, recipe = resolve("--beta", "0.05", sets=["sampling.num_steps=8"], model=str(model))
-    assert recipe == str(model / "bench_recipe.yaml")
-    assert (cfg.reward, cfg.sampling.num_steps, cfg.sampling.guidance_scale) == ("shapes-reward", 8, 5.0)
-    assert (cfg.hparams.lr, cfg.hparams.beta) == (0.0003, 0.05)
-    cfg, _, _ = resolve(method="reward-only", model=str(model))  # the preset inherits dpok's recipe, not its beta
-    assert (cfg.hparams.lr, cfg.hparams.beta) == (0.0003, 0.0)
-    cfg, _, _ = resolve(method="sft", model=str(model))
-    assert cfg.hparams.lr == 0.0001
+def _settings_world(tmp_path):
+    from bench.registry import WORLDS
+    from bench.world import World
+
+    folder = tmp_path / "settings"
+    folder.mkdir()
+    (folder / "world.yaml").write_text("reward: shapes-reward\nsampling: {num_steps: 20, guidance_scale: 5.0}\n")
+    (folder / "dpok.yaml").write_text("steps: 30\nhparams: {lr: 0.0003, beta: 0.02}\n")
+    (folder / "sft.yaml").write_text("hparams: {lr: 0.0001}\n")
+
+    class SettingsWorld(World):
+        name = "settings-test"
+        settings_dir = folder
+
+    WORLDS.clear_plugins()
+    WORLDS.add_plugin("tests:SettingsWorld", SettingsWorld)
+    return folder
 
 
-def test_shipped_recipe_is_the_one_recipe_py_writes():
-    import yaml
+def test_world_settings_sit_under_yaml_and_cli(tmp_path):
+    folder = _settings_world(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text("steps: 40\n")
+    try:
+        cfg, _, files = resolve_run_config(
+            str(config), {"world": "settings-test", "model": "x/y"}, ["sampling.num_steps=8"], ["--beta", "0.05"]
+        )
+        assert files == [str(folder / "world.yaml"), str(folder / "dpok.yaml"), str(config)]  # lowest first
+        assert (cfg.reward, cfg.sampling.num_steps, cfg.sampling.guidance_scale) == ("shapes-reward", 8, 5.0)
+        assert (cfg.steps, cfg.hparams.lr, cfg.hparams.beta, cfg.world) == (40, 0.0003, 0.05, "settings-test")
+        cfg, _, files = resolve(method="reward-only", world="settings-test")  # a preset uses dpok's file, not its beta
+        assert (cfg.hparams.lr, cfg.hparams.beta, cfg.steps) == (0.0003, 0.0, 30)
+        cfg, _, files = resolve(method="sft", world="settings-test")
+        assert cfg.hparams.lr == 0.0001 and files[-1] == str(folder / "sft.yaml")
+    finally:
+        from bench.registry import WORLDS
 
-    from bench.models import SHAPES_MODEL
-    from bench.shapes.recipe import RECIPE
+        WORLDS.clear_plugins()
 
-    assert yaml.safe_load((SHAPES_MODEL / "bench_recipe.yaml").read_text()) == RECIPE
+
+def test_default_world_is_shapes_with_its_settings():
+    cfg, _, files = resolve_run_config(None, {}, [], [])
+    assert cfg.world == "shapes" and cfg.model == "shapes" and cfg.reward == "shapes-reward"
+    assert [Path(f).name for f in files] == ["world.yaml", "dpok.yaml"]
+    assert (cfg.hparams.lr, cfg.hparams.alpha, cfg.sampling.num_steps) == (0.005, 2.0, 20)
+
+
+@pytest.mark.parametrize("world", ["shapes", "sd"])
+def test_shipped_settings_are_valid_and_every_field_is_commented(world):
+    from bench.config import read_yaml
+    from bench.registry import METHODS
+    from bench.world import get_world
+
+    folder = get_world(world).settings_dir
+    for path in sorted(Path(folder).glob("*.yaml")):
+        data = read_yaml(path)
+        hparams = data.pop("hparams", {})
+        build(RunConfig, data)  # every run setting is a RunConfig field of a valid value
+        if path.stem != "world":
+            build(METHODS.get(path.stem).Config, hparams)
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        for line in lines:  # a value on the line says what it is and why, in a comment
+            if not line.rstrip().endswith(":"):
+                assert " # " in line, f"{path.name}: no comment on {line.strip()!r}"

@@ -7,7 +7,7 @@ import pytest
 from fake_runs import make_run, make_runs
 from PIL import Image
 
-from bench.evaluations.plots import make_plots, proxy_gold_pairs
+from bench.evaluations.plots import make_plots, measures, proxy_gold_pairs
 from bench.evaluations.runs import load_eval
 
 
@@ -27,7 +27,8 @@ def test_all_figures_are_written_and_reproducible(tmp_path):
 def test_proxy_gold_pairs_join_the_two_scorers_per_image(tmp_path):
     runs = make_runs(tmp_path)
     evals = load_eval(runs)
-    pairs = proxy_gold_pairs(evals)
+    assert measures(runs, set(evals.scorer)) == ("shapes-reward", "shapes-oracle")  # from the configs and scorers
+    pairs = proxy_gold_pairs(evals, *measures(runs, set(evals.scorer)))
     # 3 prompts x 4 samples: once for the pretrained model, once per run for the tuned ones
     assert pairs.groupby("label").size().to_dict() == {"pretrained": 12, "dpok (beta=0.01)": 24, "dpok (beta=0.1)": 12}
     raw = pd.read_parquet(runs[1] / "eval.parquet")

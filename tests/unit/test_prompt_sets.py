@@ -3,8 +3,8 @@
 import pytest
 
 from bench.errors import BenchError
-from bench.evaluations.prompt_sets import PROMPT_DIR, load_prompt_dataset
-from bench.prompts import load_prompts
+from bench.evaluations.prompt_sets import load_prompt_dataset
+from bench.prompts import load_prompts, shipped_file
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def test_drawbench_subset_has_183_prompts_in_nine_categories(cache):
                       "Gary Marcus et al.": 10, "Positional": 20, "Reddit": 38, "Text": 21}  # fmt: skip
     assert data[0] == {"prompt": "A red colored car.", "category": "Colors"}
     # the project's own loader reads the same file (by path: its named sets are .txt only for now)
-    assert data["prompt"] == load_prompts(str(PROMPT_DIR / "drawbench-dpok-v1.jsonl"))
+    assert data["prompt"] == load_prompts(str(shipped_file("drawbench-dpok")))
 
 
 def test_text_sets_drop_comments(cache, tmp_path):

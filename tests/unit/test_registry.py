@@ -1,11 +1,13 @@
-"""Registry: lazy built-ins, entry points, plugins, and helpful errors."""
+"""Registry: entry points (the suite's own are its built-ins), world-provided scorers, plugins, helpful errors."""
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 
+import bench.registry as registry_module
 from bench.errors import BenchError
-from bench.registry import BUILTIN_METHODS, BUILTIN_SCORERS, METHODS, SCORERS, Registry
+from bench.registry import DISTRIBUTION, METHODS, SCORERS, WORLDS, Registry
 
 
 def test_unknown_names_list_known_and_closest():
@@ -18,19 +20,43 @@ def test_unknown_names_list_known_and_closest():
         SCORERS.get("compressability")
 
 
-def test_only_the_requested_builtin_is_imported(monkeypatch):
-    registry = Registry(
-        "scorer", "bench.test-none", {"a": "bench_fake_a:A", "b": "bench.evaluations.compressibility:Compressibility"}
+def _points(*rows):
+    """Fake entry points: (name, target, distribution)."""
+    return lambda group: [SimpleNamespace(name=n, value=v, dist=SimpleNamespace(name=d)) for n, v, d in rows]
+
+
+def test_only_the_requested_entry_is_imported(monkeypatch):
+    monkeypatch.setattr(
+        registry_module,
+        "entry_points",
+        _points(("a", "bench_fake_a:A", "other"), ("b", "bench.evaluations.compressibility:Compressibility", "x")),
     )
+    registry = Registry("scorer", "bench.test-none")
     assert registry.get("b").name == "compressibility"
     assert "bench_fake_a" not in sys.modules  # never imported: nobody asked for "a"
     with pytest.raises(BenchError, match="scorer 'bench_fake_a:A' failed to import: ModuleNotFoundError"):
         registry.get("a")  # the broken entry fails alone, with its own message
     assert registry.get("b").name == "compressibility"
+    assert registry.source("a") == "entry-point/other"
 
 
-def test_builtins_are_lazy_strings():
-    assert all(":" in target for target in {**BUILTIN_METHODS, **BUILTIN_SCORERS}.values())
+def test_the_suites_own_entry_points_win_a_clash(monkeypatch):
+    monkeypatch.setattr(
+        registry_module,
+        "entry_points",
+        _points(("m", "thirdparty:M", "thirdparty"), ("m", "bench.methods.dpok:DPOK", DISTRIBUTION)),
+    )
+    registry = Registry("method", "bench.test-none")
+    assert registry.source("m") == "built-in" and registry.get("m").name == "dpok"
+
+
+def test_builtins_are_registered_through_entry_points_of_this_distribution():
+    assert {"dpok", "reward-only", "kl-only", "sft", "ddpo"} <= set(METHODS.names())
+    assert all(METHODS.source(n) == "built-in" for n in ("dpok", "sft"))
+    assert {"shapes", "sd"} <= set(WORLDS.names())
+    # a world's scorers are registered with it, named by the world
+    assert SCORERS.source("shapes-oracle") == "built-in/shapes"
+    assert SCORERS.get("shapes-oracle").gold is True
 
 
 def test_plugin_cannot_take_a_builtin_name(tmp_path, monkeypatch):
@@ -38,6 +64,5 @@ def test_plugin_cannot_take_a_builtin_name(tmp_path, monkeypatch):
         "from bench.methods.dpok import DPOK\nclass Clash(DPOK):\n    name = 'dpok'\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry = Registry("method", "bench.test-none", BUILTIN_METHODS)
     with pytest.raises(BenchError, match="uses the built-in method name 'dpok'; built-ins win"):
-        registry.add_plugin("clash_plugin:Clash")
+        METHODS.add_plugin("clash_plugin:Clash")

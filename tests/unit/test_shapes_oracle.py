@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.evaluations.shapes_oracle import ShapesOracle
 from bench.shapes import random_caption, render_batch, to_tensor
 from bench.shapes.detect import TOLERANCE
+from bench.shapes.oracle import ShapesOracle
 from bench.shapes.render import BACKGROUND_RGB, OBJECT_RGB, Placed, Scene, rasterise
 
 

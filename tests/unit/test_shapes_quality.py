@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.evaluations.shapes_quality import ShapesQuality, quality_factors
 from bench.shapes import random_caption, render_batch, to_tensor
+from bench.shapes.quality import ShapesQuality, quality_factors
 from bench.shapes.render import BACKGROUND_RGB, OBJECT_RGB, Placed, Scene, rasterise
 
 

@@ -2,7 +2,7 @@
 
 A small image-text model: a CNN over the image whose channels are modulated (FiLM) by a one-layer Transformer
 encoding of the prompt's tokens (the shapes model's own CLIP tokenizer), then pooled to one score. It is trained by
-``bench pretrain shapes-reward`` (bench/shapes/reward_train.py) to regress gold-oracle labels with deliberate noise
+``bench shapes pretrain-reward`` (bench/shapes/reward_train.py) to regress gold-oracle labels with deliberate noise
 on the pretrained model's own samples, on clean renders of the whole grammar and on images paired with other
 captions and with one-edit versions of their own (the analog of BLIP's image-text matching pretraining, with
 NegCLIP-style hard negatives), so like a real reward model it is imperfect: its
@@ -81,7 +81,7 @@ def load_reward_model(folder: str | Path):
     for needed in ("config.json", WEIGHTS, "tokenizer"):
         if not (folder / needed).exists():
             raise BenchError(
-                f"shapes-reward weights missing: {folder} has no {needed} (run `bench pretrain shapes-reward`)"
+                f"shapes-reward weights missing: {folder} has no {needed} (run `bench shapes pretrain-reward`)"
             )
     model = ShapesRewardModel(**json.loads((folder / "config.json").read_text()))
     model.load_state_dict(load_file(folder / WEIGHTS))

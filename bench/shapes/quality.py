@@ -47,6 +47,7 @@ class ShapesQuality(Scorer):
 
     name = "shapes-quality"
     version = "1"
+    role = "quality"
     differentiable = False
     higher_is_better = True
 
