@@ -46,7 +46,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show full traceback
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     help="Fine-tune a model with a method; method options (e.g. --beta 0.01) follow the common ones.",
-    epilog="Method options: see `bench ls methods --verbose`.",
+    epilog="Method options: `bench run --method NAME --help`, or `bench ls methods --verbose`.",
 )
 def run(
     ctx: typer.Context,
@@ -306,7 +306,6 @@ def ls(
     plugin: list[str] = typer.Option([], "--plugin", help="also load module:attr"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="show each method's options"),
 ) -> None:
-    from bench.config import fields_help
     from bench.registry import METHODS, SCORERS, WORLDS
 
     register_plugins(plugin)
@@ -324,9 +323,31 @@ def ls(
             line = f"[gold] {line}"
         typer.echo(f"{name:18s} {registry.source(name):28s} {line}")
         if verbose and obj is not None and hasattr(obj, "Config") and kind == "methods":
-            for field_name, help_text, default in fields_help(obj.Config):
-                pinned = " (fixed by this preset)" if field_name in getattr(obj, "fixed", {}) else ""
-                typer.echo(f"    --{field_name.replace('_', '-'):22s} {help_text} [default {default}]{pinned}")
+            for line in method_option_lines(obj):
+                typer.echo(line)
+
+
+def method_option_lines(method_cls) -> list[str]:
+    """One line per option of a method, generated from its Config dataclass: name, help, default, pinned."""
+    from bench.config import fields_help
+
+    lines = []
+    for field_name, help_text, default in fields_help(method_cls.Config):
+        pinned = " (fixed by this preset)" if field_name in getattr(method_cls, "fixed", {}) else ""
+        lines.append(f"    --{field_name.replace('_', '-'):22s} {help_text} [default {default}]{pinned}")
+    return lines
+
+
+def _method_help(args: list[str]) -> str | None:
+    """``bench run --method NAME --help``: the method named, when the run's help is asked for with one."""
+    if not args or args[0] != "run" or not ({"--help", "-h"} & set(args)):
+        return None
+    for i, arg in enumerate(args):
+        if arg == "--method" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--method="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _click_modules() -> tuple:
@@ -377,6 +398,19 @@ def main(argv: list[str] | None = None) -> None:
     usage = tuple(m.ClickException for m in clicks)
     aborts = (typer.Abort, *(m.exceptions.Abort for m in clicks if hasattr(m.exceptions, "Abort")))
     try:
+        method = _method_help(args)
+        if method is not None:  # the common options, then every option of that method from its Config
+            from bench.registry import METHODS
+
+            method_cls = METHODS.get(method)
+            try:
+                app(args=["run", "--help"], standalone_mode=False, prog_name="bench")
+            except exits:
+                pass
+            typer.echo(f"\nOptions of method {method} (defaults before the world's settings; `bench ls methods`):")
+            for line in method_option_lines(method_cls):
+                typer.echo(line)
+            return
         app(args=args, standalone_mode=False, prog_name="bench")
     except BenchError as exc:
         if debug:

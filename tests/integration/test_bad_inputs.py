@@ -64,3 +64,17 @@ def test_every_scorer_lists_a_description_and_the_gold_one_is_marked(capsys):
     rows = [line.split(None, 2) for line in out.strip().splitlines()]
     assert all(len(row) == 3 and len(row[2]) > 20 for row in rows), [r for r in rows if len(r) < 3]
     assert [row[0] for row in rows if row[2].startswith("[gold]")] == ["shapes-oracle"]
+
+
+def test_run_help_with_a_method_lists_every_option_of_that_method(capsys):
+    import dataclasses
+
+    from bench.registry import METHODS
+
+    code, out, err = run_cli(capsys, ["run", "--method", "dpok", "--help"])
+    assert code == 0, err
+    assert "--world" in out and "Options of method dpok" in out
+    for field in dataclasses.fields(METHODS.get("dpok").Config):  # generated from the Config: none is missing
+        assert f"--{field.name.replace('_', '-')} " in out
+    code, out, err = run_cli(capsys, ["run", "--method", "reward-only", "--help"])
+    assert "--beta" in out and "(fixed by this preset)" in out
