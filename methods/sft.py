@@ -16,7 +16,8 @@ Departures:
     2. Lee et al. add beta * NLL on a 625K LAION subset; that term is replaced by KL-D/KL-O as in DPOK's SFT arm.
     3. Conditional denoising only (no caption dropout); sampling still uses classifier-free guidance.
     4. Defaults are sized for a CPU run of the shapes world; the DPOK paper's SFT arm drew 20K images once and
-       trained 8K steps at batch 128, lr 2e-5 [2nd-hand, see PAPER-NOTES.md]: set them with --num-samples etc.
+       trained 8K steps at batch 128, lr 2e-5 (docs/PAPER.md: read from a summary of the paper, not its
+       text): set them with --num-samples etc.
 """
 
 from __future__ import annotations
