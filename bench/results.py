@@ -1,9 +1,8 @@
 """Run folders: unique creation, atomic writes, environment capture.
 
 Layout (docs/ARCHITECTURE.md, "Results"): ``config.yaml``, ``env.json``, ``train.jsonl``, ``eval.parquet``,
-``samples/``, ``lora/``, ``checkpoint/``. Every file is written to a temporary name in the same folder and renamed into place, so a reader
-never sees half a file and a crash leaves the previous version intact.
-"""
+``samples/``, ``lora/``, ``checkpoint/``. Every file is written to a temporary name in the same folder and renamed
+into place, so a reader never sees half a file and a crash leaves the previous version intact."""
 
 from __future__ import annotations
 

@@ -5,10 +5,9 @@ mean follows diffusers' ``DDIMScheduler.step`` operation for operation (epsilon 
 so with adapters off and the same seeds a rollout reproduces ``StableDiffusionPipeline`` exactly. Noise is drawn
 with ``diffusers.utils.torch_utils.randn_tensor`` from one generator per sample, in the pipeline's order.
 
-Estimator options (docs/ARCHITECTURE.md, "The estimator"): log-prob reduced by ``mean`` over latent dims
-(official DPOK and DDPO code) or ``sum`` (the true density); KL by ``mse`` of the guided noise predictions (official DPOK code,
-``(noise_pred - old_noise_pred) ** 2`` averaged) or ``closed_form`` ||mu - mu_ref||^2 / (2 sigma_t^2) summed.
-"""
+Estimator options (docs/ARCHITECTURE.md, "The estimator"): log-prob reduced by ``mean`` over latent dims (official
+DPOK and DDPO code) or ``sum`` (the true density); KL by ``mse`` of the guided noise predictions (official DPOK
+code, ``(noise_pred - old_noise_pred) ** 2`` averaged) or ``closed_form`` ||mu - mu_ref||^2 / (2 sigma_t^2) summed."""
 
 from __future__ import annotations
 
