@@ -1,10 +1,11 @@
 """The Method contract: a frozen Config, a pure loss, and optionally its own data collection.
 
 A method never writes a training loop. Each round the trainer calls ``collect(ctx)`` (online methods roll out the
-current policy through the shared sampler; offline ones build their dataset once), then asks ``updates(ctx)`` for
-the round's optimiser steps, each a list of micro-batches, and for every micro-batch calls ``loss(batch, ctx)``.
-Everything random a loss needs (transition indices, diffusion noise) is drawn in ``updates`` for the whole step at
-once, so batch 2 x accumulation 1 and batch 1 x accumulation 2 see the same samples.
+current policy through ``ctx.policy``; offline ones build their dataset once), then ``auxiliary(ctx)`` (the steps of
+an auxiliary model such as a value baseline), then asks ``updates(ctx)`` for the round's optimiser steps, each a
+list of micro-batches, and for every micro-batch calls ``loss(batch, ctx)``. Everything random a loss needs
+(transition indices, diffusion noise) is drawn in ``updates`` for the whole step at once, so batch 2 x accumulation
+1 and batch 1 x accumulation 2 see the same samples.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ class Method:
     def collect(self, ctx) -> dict[str, float]:
         """Gather this round's data; returns metrics for train.jsonl."""
         raise NotImplementedError
+
+    def auxiliary(self, ctx) -> dict[str, float]:
+        """Steps of the method's auxiliary models, after ``collect`` and before the policy steps (DPOK's value
+        baseline, Algorithm 1); returns metrics for train.jsonl. Default: none."""
+        return {}
 
     def updates(self, ctx) -> Iterator[list[dict[str, torch.Tensor]]]:
         """Yield, for each optimiser step of this round, the list of its micro-batches."""

@@ -1,11 +1,12 @@
 """The one training loop every method shares: collect, score, method loss, AdamW step.
 
-Per round: ``method.collect(ctx)`` gathers data (an online method rolls out the current policy), then for each
-optimiser step that ``method.updates(ctx)`` yields, the micro-batches' losses are back-propagated (each divided by
-the number of micro-batches), gradients are averaged across processes, the norm is clipped, and AdamW steps the
-LoRA weights at the round's learning rate (``lr`` times the ``lr_schedule`` factor, a function of the round alone,
-so a resumed run continues the schedule). One row per optimiser step goes to ``train.jsonl``. Devices and mixed
-precision come from accelerate.
+Per round: ``method.collect(ctx)`` gathers data (an online method rolls out the current policy),
+``method.auxiliary`` fits any auxiliary model (a value baseline), then for each optimiser step that
+``method.updates(ctx)`` yields, the micro-batches' losses are back-propagated (each divided by the number of
+micro-batches), gradients are averaged across processes, the norm is clipped, and AdamW steps the LoRA weights at
+the round's learning rate (``lr`` times the ``lr_schedule`` factor, a function of the round alone, so a resumed run
+continues the schedule). One row per optimiser step goes to ``train.jsonl``. Devices and mixed precision come from
+accelerate.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ from bench.config import RunConfig, to_dict
 from bench.dist import cpu_halves, use_cpu
 from bench.errors import BenchError
 from bench.method import lr_factor
-from bench.models import add_lora, load_pipeline, reference_policy, save_lora
+from bench.models import add_lora, load_pipeline, save_lora
+from bench.policy import Policy
 from bench.results import append_jsonl, env_info, replace_dir, write_json, write_text, write_yaml
-from bench.sampling import PromptCache, ddim_mean_std, gaussian_log_prob, guided_eps, kl_estimate, latent_shape, rollout
 from bench.timing import phase
 
 
 class TrainContext:
-    """What a method may use: the shared sampler, the reward, policy evaluation, data-order randomness."""
+    """What a method may use besides the model: the reward, the round's prompts and data-order randomness (in step
+    across processes), the run's config; ``policy`` is the model (bench/policy.py)."""
 
     def __init__(self, config: RunConfig, accelerator, pipe, scorer, prompts: list[str]):
         self.config, self.accelerator, self.pipe, self.scorer = config, accelerator, pipe, scorer
@@ -43,11 +45,9 @@ class TrainContext:
         # one data-order stream for all processes (seeded as process 0's): each takes its own slice of the round
         self.generator = torch.Generator().manual_seed(_derive_seed(config.seed, 0, "data"))
         self.sample_counter = 0
-        self.prompt_cache = PromptCache(pipe)
         self.round = 0
-        self.num_train_timesteps = pipe.scheduler.config.num_train_timesteps
-        self.latent_numel = int(np.prod(latent_shape(pipe, 1, config.sampling.height, config.sampling.width)))
-        self.text_dim = pipe.text_encoder.config.hidden_size  # CLIPTextModel's pooled output width
+        #: what a method needs of the model: rollouts, log-probs and KL of stored transitions, denoising, the reference
+        self.policy = Policy(pipe, config.sampling, prompts, accelerator)
         split = config.parallel_backward == "auto" and config.mixed_precision == "no" and cpu_halves(self.device)
         #: how many disjoint parts an on-policy step's graph is split into (the trainer runs them side by side)
         self.backward_groups = 2 if split else 1
@@ -97,23 +97,6 @@ class TrainContext:
         draw = torch.randint(n * world, (size * world,), generator=self.generator)
         return draw[self.process * size : (self.process + 1) * size] % n
 
-    def rollout(self, prompt_ids, seeds, *, reference=True, reduction="mean", kl_estimator="mse", keep_graph=False):
-        """Sample with the current policy through the shared sampler (adapters on); ``keep_graph`` keeps the
-        policy's autograd graph of each step's log-prob and KL for an on-policy update (``Rollout.graph``)."""
-        prompts = [self.prompts[i] for i in prompt_ids]
-        with self.accelerator.autocast():
-            return rollout(
-                self.pipe,
-                prompts,
-                seeds,
-                self.config.sampling,
-                self.prompt_cache,
-                reference=reference,
-                reduction=reduction,
-                kl_estimator=kl_estimator,
-                keep_graph=keep_graph,
-            )
-
     @torch.no_grad()
     def reward(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         with phase("reward"):
@@ -121,43 +104,6 @@ class TrainContext:
         if not torch.isfinite(values).all():
             raise NonFinite(f"the reward {self.config.reward!r} returned a non-finite value")
         return values
-
-    def _embeddings(self, prompt_ids: torch.Tensor):
-        prompts = [self.prompts[i] for i in prompt_ids.tolist()]
-        dtype = self.pipe.unet.dtype
-        cond, uncond, pooled = self.prompt_cache.get(prompts)
-        return cond.to(self.device, dtype), uncond.to(self.device, dtype), pooled.to(self.device)
-
-    def text_features(self, prompt_ids: torch.Tensor) -> torch.Tensor:
-        """Pooled text embedding per prompt id (input of value networks)."""
-        return self._embeddings(prompt_ids)[2]
-
-    def evaluate_transitions(self, batch, *, reduction="mean", kl_estimator="mse"):
-        """log p_theta(x_{t-1} | x_t, z) and KL_t of stored transitions under the current policy, with gradient
-        (KL_t is None for transitions stored without the reference's prediction)."""
-        cond, uncond, _ = self._embeddings(batch["prompt_id"])
-        s = self.config.sampling
-        x_t = batch["x_t"]
-        eps = guided_eps(self.pipe.unet, x_t, batch["timestep"], cond, uncond, s.guidance_scale)
-        mean, std = ddim_mean_std(self.pipe.scheduler, eps, batch["timestep"], batch["prev_timestep"], x_t, s.eta)
-        log_prob = gaussian_log_prob(batch["x_prev"], mean, std, reduction)
-        if "ref_eps" not in batch:  # sampled without the reference (a method with no KL term)
-            return log_prob, None
-        ref_eps = batch["ref_eps"]
-        ref_mean, _ = ddim_mean_std(self.pipe.scheduler, ref_eps, batch["timestep"], batch["prev_timestep"], x_t, s.eta)
-        return log_prob, kl_estimate(eps, ref_eps, mean, ref_mean, std, kl_estimator)
-
-    def denoise(self, batch, *, reference: bool = False):
-        """Noise prediction at sqrt(a_t) x_0 + sqrt(1 - a_t) noise, and the reference's (no grad) if asked."""
-        cond, _, _ = self._embeddings(batch["prompt_id"])
-        timestep = batch["timestep"].to(self.device)
-        noisy = self.pipe.scheduler.add_noise(batch["x0"], batch["noise"], timestep)
-        eps = self.pipe.unet(noisy, timestep, encoder_hidden_states=cond, return_dict=False)[0]
-        eps_ref = None
-        if reference:
-            with torch.no_grad(), reference_policy(self.pipe.unet):
-                eps_ref = self.pipe.unet(noisy, timestep, encoder_hidden_states=cond, return_dict=False)[0]
-        return eps, eps_ref
 
 
 class NonFinite(Exception):
@@ -296,6 +242,8 @@ class Trainer:
                 try:
                     with phase("collect"):
                         collected = self.method.collect(self.ctx)
+                    with phase("auxiliary"):
+                        collected |= self.method.auxiliary(self.ctx)
                     rows = []
                     for micro_batches in self.method.updates(self.ctx):
                         with phase("update"):

@@ -117,7 +117,7 @@ class DDPO(Method):
     def collect(self, ctx) -> dict[str, float]:
         hp = self.hp
         prompt_ids, seeds = ctx.round_prompts(hp.samples_per_round)
-        rollout = ctx.rollout(prompt_ids, seeds, reference=False, reduction=hp.logprob_reduction,
+        rollout = ctx.policy.rollout(prompt_ids, seeds, reference=False, reduction=hp.logprob_reduction,
                               keep_graph=hp.on_policy_graph == "auto")  # fmt: skip
         rewards = ctx.reward(rollout.images, rollout.prompts).float().cpu()
         advantages = self.stats.advantages(prompt_ids, rewards).clamp(-hp.adv_clip_max, hp.adv_clip_max)
@@ -139,7 +139,7 @@ class DDPO(Method):
         if "log_prob_graph" in batch:
             log_prob = batch["log_prob_graph"]
         else:
-            log_prob, _ = ctx.evaluate_transitions(batch, reduction=hp.logprob_reduction)
+            log_prob, _ = ctx.policy.log_prob_and_kl(batch, reduction=hp.logprob_reduction)
         advantage = batch["advantage"].to(log_prob.dtype)
         return ddpo_loss(log_prob, batch["old_log_prob"], advantage, ratio_clip=hp.ratio_clip)
 

@@ -152,7 +152,7 @@ class DPOK(Method):
 
     def setup(self, ctx) -> None:
         if self.hp.baseline == "value":
-            self.value = ValueNetwork(ctx.latent_numel, ctx.text_dim).to(ctx.device)
+            self.value = ValueNetwork(ctx.policy.latent_numel, ctx.policy.text_dim).to(ctx.device)
             self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=self.hp.value_lr, weight_decay=0.0)
             self.value, self.value_opt = ctx.accelerator.prepare(self.value, self.value_opt)
 
@@ -168,7 +168,7 @@ class DPOK(Method):
         hp = self.hp
         prompt_ids, seeds = ctx.round_prompts(hp.samples_per_round)
         keep_graph = self._keeps_graph(ctx)
-        rollout = ctx.rollout(
+        rollout = ctx.policy.rollout(
             prompt_ids, seeds, reduction=hp.logprob_reduction, kl_estimator=hp.kl_estimator, keep_graph=keep_graph
         )
         rewards = ctx.reward(rollout.images, rollout.prompts).float().cpu()
@@ -189,10 +189,14 @@ class DPOK(Method):
             "reward_std": rewards.std().item() if len(rewards) > 1 else 0.0,
         }
         metrics["kl_rollout"] = rollout.kl[:, rollout.stochastic].sum(1).mean().item()
-        if self.value is not None and hp.alpha > 0:
-            with phase("value"):
-                metrics["value_loss"] = self._fit_value(ctx)
         return metrics
+
+    def auxiliary(self, ctx) -> dict[str, float]:
+        """Step 3 of the round: fit the value baseline before the policy steps (App. A.5)."""
+        if self.value is None or self.hp.alpha <= 0:
+            return {}
+        with phase("value"):
+            return {"value_loss": self._fit_value(ctx)}
 
     def _prompt_stats(self, prompt_ids, rewards) -> tuple[torch.Tensor, torch.Tensor]:
         """Each sample's prompt's running reward mean and std over every round so far, this one included (Welford)."""
@@ -219,7 +223,7 @@ class DPOK(Method):
             n = min(self.hp.value_batch_size, len(self.buffer))
             idx = ctx.permutation(len(self.buffer))[:n]
             batch = self.buffer.gather(idx, ctx.device)
-            pred = self.value(batch["x_t"], batch["timestep"], ctx.text_features(batch["prompt_id"]))
+            pred = self.value(batch["x_t"], batch["timestep"], ctx.policy.text_features(batch["prompt_id"]))
             loss = torch.nn.functional.mse_loss(pred, batch["reward"].to(pred.dtype))
             self.value_opt.zero_grad()
             ctx.accelerator.backward(loss)
@@ -237,10 +241,12 @@ class DPOK(Method):
             log_prob = batch["log_prob_graph"]
             kl = batch["kl_graph"]
         else:
-            log_prob, kl = ctx.evaluate_transitions(batch, reduction=hp.logprob_reduction, kl_estimator=hp.kl_estimator)
+            log_prob, kl = ctx.policy.log_prob_and_kl(
+                batch, reduction=hp.logprob_reduction, kl_estimator=hp.kl_estimator
+            )
         if self.value is not None:
             with torch.no_grad():
-                baseline = self.value(batch["x_t"], batch["timestep"], ctx.text_features(batch["prompt_id"]))
+                baseline = self.value(batch["x_t"], batch["timestep"], ctx.policy.text_features(batch["prompt_id"]))
         else:
             baseline = batch["baseline"]
         advantage = ((batch["reward"] - baseline) / batch["scale"]).to(log_prob.dtype)

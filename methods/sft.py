@@ -73,7 +73,7 @@ class SFT(Method):
         ids, seeds = ctx.round_prompts(self.hp.num_samples)
         for start in range(0, len(ids), self.hp.sample_batch_size):
             part = slice(start, start + self.hp.sample_batch_size)
-            rollout = ctx.rollout(ids[part], seeds[part], reference=False)
+            rollout = ctx.policy.rollout(ids[part], seeds[part], reference=False)
             latents.append(rollout.latents[:, -1].clone())
             rewards.append(ctx.reward(rollout.images, rollout.prompts).float().cpu())
             prompt_ids.extend(ids[part])
@@ -91,7 +91,7 @@ class SFT(Method):
 
     def updates(self, ctx):
         hp = self.hp
-        n_train = ctx.num_train_timesteps
+        n_train = ctx.policy.num_train_timesteps
         per_step = hp.batch_size * hp.grad_accum
         n = len(self.data["x0"])
         for _ in range(hp.updates_per_round):
@@ -113,7 +113,7 @@ class SFT(Method):
             ]
 
     def loss(self, batch, ctx):
-        eps_pred, eps_ref = ctx.denoise(batch, reference=self.hp.beta > 0)
+        eps_pred, eps_ref = ctx.policy.denoise(batch, reference=self.hp.beta > 0)
         return sft_loss(
             eps_pred, batch["noise"], batch["reward"], gamma=self.hp.gamma, beta=self.hp.beta, eps_ref=eps_ref
         )

@@ -34,7 +34,7 @@ def _train(tiny_sd, tmp_path, method, graph: str, rounds=2, forbid_recompute=Fal
         def no_recompute(*a, **k):
             raise AssertionError("the on-policy step recomputed the forward")
 
-        trainer.ctx.evaluate_transitions = no_recompute
+        trainer.ctx.policy.log_prob_and_kl = no_recompute
     start = [p.detach().clone() for p in trainer.params]
     trainer.run()
     update = [p.detach() - s for p, s in zip(trainer.params, start, strict=True)]
@@ -59,16 +59,16 @@ def test_graph_step_equals_recomputed_step(tiny_sd, tmp_path, method, parallel):
 
 def test_a_buffer_larger_than_a_round_recomputes(tiny_sd, tmp_path, monkeypatch):
     """With old transitions in the buffer the ratio is not 1: the graph must not be kept (or used)."""
-    import bench.trainer
+    import bench.policy
 
     kept = []
-    real = bench.trainer.rollout
+    real = bench.policy.rollout
 
     def spy(*args, **kwargs):
         kept.append(kwargs.get("keep_graph"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bench.trainer, "rollout", spy)
+    monkeypatch.setattr(bench.policy, "rollout", spy)
     common = {"method": "dpok", "model": str(tiny_sd), "steps": 2, "seed": 3}
     args = ON_POLICY + ["--buffer-size", "12", "--value-batch-size", "6"]
     cfg, cls, _ = resolve_run_config(None, common, ["sampling.num_steps=3"], args)

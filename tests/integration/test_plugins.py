@@ -31,7 +31,7 @@ PLUGIN = textwrap.dedent(
 
         def collect(self, ctx):
             ids, seeds = ctx.round_prompts(self.hp.samples)
-            out = ctx.rollout(ids, seeds)
+            out = ctx.policy.rollout(ids, seeds)
             reward = ctx.reward(out.images, out.prompts).cpu()
             tr = out.transitions()
             sample = tr.pop("sample")
@@ -45,7 +45,7 @@ PLUGIN = textwrap.dedent(
                 yield [{k: v.to(ctx.device) for k, v in self.data.items()}]
 
         def loss(self, batch, ctx):
-            log_prob, kl = ctx.evaluate_transitions(batch)
+            log_prob, kl = ctx.policy.log_prob_and_kl(batch)
             loss = -(batch["advantage"] * torch.exp(log_prob - batch["old_log_prob"])).mean()
             return loss, {"kl": kl.mean().item()}
     '''

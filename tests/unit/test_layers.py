@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"bench": ROOT / "bench", "bench.methods": ROOT / "methods", "bench.evaluations": ROOT / "evaluations"}
 CORE = {"bench", "bench.errors", "bench.config", "bench.registry", "bench.models", "bench.sampling", "bench.trainer",
         "bench.results", "bench.checkpoint", "bench.dist", "bench.timing", "bench.buffer", "bench.value",
-        "bench.stats", "bench.scoring", "bench.method", "bench.world", "bench.prompts"}  # fmt: skip
+        "bench.stats", "bench.scoring", "bench.method", "bench.world", "bench.prompts", "bench.policy"}  # fmt: skip
 REPORTING = {"bench.evaluations.runs", "bench.evaluations.tables", "bench.evaluations.plots",
              "bench.evaluations.report", "bench.evaluations.standing", "bench.evaluate", "bench.resolve",
              "bench.clitools"}  # fmt: skip
