@@ -118,7 +118,7 @@ class DDPO(Method):
         hp = self.hp
         prompt_ids, seeds = ctx.round_prompts(hp.samples_per_round)
         rollout = ctx.policy.rollout(prompt_ids, seeds, reference=False, reduction=hp.logprob_reduction,
-                              keep_graph=hp.on_policy_graph == "auto")  # fmt: skip
+                                     keep_graph=hp.on_policy_graph == "auto")  # fmt: skip
         rewards = ctx.reward(rollout.images, rollout.prompts).float().cpu()
         advantages = self.stats.advantages(prompt_ids, rewards).clamp(-hp.adv_clip_max, hp.adv_clip_max)
         transitions = rollout.transitions()
