@@ -138,7 +138,7 @@ def test_default_world_is_shapes_with_its_settings():
     cfg, _, files = resolve_run_config(None, {}, [], [])
     assert cfg.world == "shapes" and cfg.model == "shapes" and cfg.reward == "shapes-reward"
     assert [Path(f).name for f in files] == ["world.yaml", "dpok.yaml"]
-    assert (cfg.hparams.lr, cfg.hparams.alpha, cfg.sampling.num_steps) == (0.005, 2.0, 20)
+    assert (cfg.hparams.lr, cfg.hparams.alpha, cfg.sampling.num_steps) == (0.002, 2.0, 20)
 
 
 @pytest.mark.parametrize("world", ["shapes", "sd"])
