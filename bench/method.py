@@ -95,34 +95,3 @@ class Method:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
-
-
-def chunk(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """Split one optimiser step's indices into micro-batches of ``size``."""
-    return list(torch.split(indices, size))
-
-
-def policy_steps(buffer, fresh, hp, ctx) -> Iterator[list[dict[str, torch.Tensor]]]:
-    """The round's ``hp.updates_per_round`` optimiser steps over a transition buffer, each of
-    ``hp.batch_size`` x ``hp.grad_accum`` transitions drawn without replacement (with replacement when the buffer
-    is smaller), in micro-batches of ``hp.batch_size``.
-
-    ``fresh`` (a ``FreshGraph`` or None) holds the graph-carrying tensors of the buffer's newest transitions, from
-    the rollout that sampled them. When every transition of the first step is fresh (the ratio is exactly 1
-    there), that step back-propagates through the rollout's own forward instead of recomputing it: its
-    micro-batches are ``ctx.backward_groups`` sets of whole denoising steps (disjoint graphs, which the trainer may
-    back-propagate side by side), together the step's transitions. The random draws are the same either way.
-    """
-    per_step = hp.batch_size * hp.grad_accum
-    for _ in range(hp.updates_per_round):
-        order = ctx.permutation(len(buffer))
-        if len(order) < per_step:  # a small buffer is reused within the step rather than failing
-            order = order[ctx.randint(len(order), per_step)]
-        step = order[:per_step]
-        first_fresh = len(buffer) - len(fresh) if fresh is not None else None
-        if fresh is not None and bool((step >= first_fresh).all()):
-            groups = fresh.gather(step - first_fresh, ctx.backward_groups)
-            yield [buffer.gather(step[mask], ctx.device) | values for mask, values in groups]
-        else:
-            yield [buffer.gather(idx, ctx.device) for idx in chunk(step, hp.batch_size)]
-        fresh = None

@@ -17,6 +17,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,49 @@ class TrainContext:
         gathered = self.accelerator.gather(values.to(self.device))
         return ids.cpu().tolist(), gathered.cpu()
 
+    def buffer_steps(self, buffer, fresh, hp) -> Iterator[list[dict[str, torch.Tensor]]]:
+        """The round's ``hp.updates_per_round`` optimiser steps over a transition buffer, each of
+        ``hp.batch_size`` x ``hp.grad_accum`` transitions drawn without replacement (with replacement when the buffer
+        is smaller), in micro-batches of ``hp.batch_size``.
+
+        ``fresh`` (a ``FreshGraph`` or None) holds the graph-carrying tensors of the buffer's newest transitions, from
+        the rollout that sampled them. When every transition of the first step is fresh (the ratio is exactly 1
+        there), that step back-propagates through the rollout's own forward instead of recomputing it: its
+        micro-batches are ``self.backward_groups`` sets of whole denoising steps (disjoint graphs, which the trainer may
+        back-propagate side by side), together the step's transitions. The random draws are the same either way.
+        """
+        per_step = hp.batch_size * hp.grad_accum
+        for _ in range(hp.updates_per_round):
+            order = self.permutation(len(buffer))
+            if len(order) < per_step:  # a small buffer is reused within the step rather than failing
+                order = order[self.randint(len(order), per_step)]
+            step = order[:per_step]
+            first_fresh = len(buffer) - len(fresh) if fresh is not None else None
+            if fresh is not None and bool((step >= first_fresh).all()):
+                groups = fresh.gather(step - first_fresh, self.backward_groups)
+                yield [buffer.gather(step[mask], self.device) | values for mask, values in groups]
+            else:
+                yield [buffer.gather(idx, self.device) for idx in chunk(step, hp.batch_size)]
+            fresh = None
+
+    def dataset_steps(self, data: dict[str, torch.Tensor], hp, draws=None) -> Iterator[list[dict[str, torch.Tensor]]]:
+        """The round's ``hp.updates_per_round`` optimiser steps over a fixed dataset (one tensor per field, one row
+        per item), each of ``hp.batch_size`` x ``hp.grad_accum`` items in a random order (repeated when the dataset
+        is smaller), in micro-batches of ``hp.batch_size``. ``draws(n, generator)`` gives per-item random tensors
+        for the whole step (noise, timesteps) at once, after the order: accumulation never changes what is drawn."""
+        per_step = hp.batch_size * hp.grad_accum
+        n = len(next(iter(data.values())))
+        for _ in range(hp.updates_per_round):
+            idx = torch.randperm(n, generator=self.generator)
+            idx = idx[torch.arange(per_step) % n]
+            extra = draws(per_step, self.generator) if draws else {}
+            parts = [chunk(idx, hp.batch_size), *(chunk(v, hp.batch_size) for v in extra.values())]
+            yield [
+                {**{k: v[i].to(self.device) for k, v in data.items()},
+                 **{k: v.to(self.device) for k, v in zip(extra, rest, strict=True)}}
+                for i, *rest in zip(*parts, strict=True)
+            ]  # fmt: skip
+
     def permutation(self, n: int) -> torch.Tensor:
         """A random order of this process's ``n`` items (buffer entries).
 
@@ -104,6 +148,11 @@ class TrainContext:
         if not torch.isfinite(values).all():
             raise NonFinite(f"the reward {self.config.reward!r} returned a non-finite value")
         return values
+
+
+def chunk(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Split one optimiser step's indices into micro-batches of ``size``."""
+    return list(torch.split(indices, size))
 
 
 class NonFinite(Exception):

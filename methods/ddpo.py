@@ -34,7 +34,7 @@ import torch
 
 from bench.buffer import TransitionBuffer
 from bench.config import param
-from bench.method import Method, OptimConfig, policy_steps
+from bench.method import Method, OptimConfig
 from bench.sampling import REDUCTIONS
 
 
@@ -132,7 +132,7 @@ class DDPO(Method):
 
     def updates(self, ctx):
         fresh, self.fresh = self.fresh, None
-        yield from policy_steps(self.buffer, fresh, self.hp, ctx)
+        yield from ctx.buffer_steps(self.buffer, fresh, self.hp)
 
     def loss(self, batch, ctx):
         hp = self.hp

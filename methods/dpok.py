@@ -66,7 +66,7 @@ import torch
 
 from bench.buffer import TransitionBuffer
 from bench.config import param
-from bench.method import Method, OptimConfig, policy_steps
+from bench.method import Method, OptimConfig
 from bench.sampling import KL_ESTIMATORS, REDUCTIONS
 from bench.timing import phase
 from bench.value import ValueNetwork
@@ -233,7 +233,7 @@ class DPOK(Method):
 
     def updates(self, ctx):
         fresh, self.fresh = self.fresh, None  # the rollout's graph serves the first step at most, then is freed
-        yield from policy_steps(self.buffer, fresh, self.hp, ctx)
+        yield from ctx.buffer_steps(self.buffer, fresh, self.hp)
 
     def loss(self, batch, ctx):
         hp = self.hp

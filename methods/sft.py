@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.config import param
-from bench.method import Method, OptimConfig, chunk
+from bench.method import Method, OptimConfig
 
 
 @dataclass(frozen=True)
@@ -90,27 +90,13 @@ class SFT(Method):
         return {"data_reward": reward.mean().item(), "data_reward_std": reward.std().item() if len(reward) > 1 else 0.0}
 
     def updates(self, ctx):
-        hp = self.hp
-        n_train = ctx.policy.num_train_timesteps
-        per_step = hp.batch_size * hp.grad_accum
-        n = len(self.data["x0"])
-        for _ in range(hp.updates_per_round):
-            idx = torch.randperm(n, generator=ctx.generator)
-            idx = idx[torch.arange(per_step) % n]
-            # noise and timesteps for the whole step at once: accumulation must not change what is drawn
-            noise = torch.randn((per_step, *self.data["x0"].shape[1:]), generator=ctx.generator)
-            timestep = torch.randint(n_train, (per_step,), generator=ctx.generator)
-            parts = zip(
-                chunk(idx, hp.batch_size), chunk(noise, hp.batch_size), chunk(timestep, hp.batch_size), strict=True
-            )
-            yield [
-                {
-                    **{k: v[i].to(ctx.device) for k, v in self.data.items()},
-                    "noise": e.to(ctx.device),
-                    "timestep": t,
-                }
-                for i, e, t in parts
-            ]
+        n_train, shape = ctx.policy.num_train_timesteps, self.data["x0"].shape[1:]
+
+        def draws(n, generator):  # noise and timesteps for the whole step: accumulation never changes them
+            return {"noise": torch.randn((n, *shape), generator=generator),
+                    "timestep": torch.randint(n_train, (n,), generator=generator)}  # fmt: skip
+
+        yield from ctx.dataset_steps(self.data, self.hp, draws)
 
     def loss(self, batch, ctx):
         eps_pred, eps_ref = ctx.policy.denoise(batch, reference=self.hp.beta > 0)
