@@ -19,7 +19,7 @@ Examples:
 
   bench run --method dpok --beta 0.01        (the shipped shapes world: model, reward, prompts)
 
-  bench run --model path/to/sd-v1-5 --reward imagereward --prompts dpok-single --steps 2000
+  bench run --world sd --model path/to/sd-v1-5 --prompts dpok-single --steps 2000
 
   bench eval results/runs/<run_id> --samples 64
 
