@@ -10,6 +10,7 @@ list of micro-batches, and for every micro-batch calls ``loss(batch, ctx)``. Eve
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Iterator
@@ -42,6 +43,8 @@ class Method:
     fixed: ClassVar[dict[str, Any]] = {}
     #: one line for `bench ls methods`
     summary: ClassVar[str] = ""
+    #: attributes the trainer checkpoints and restores on --resume (buffers, statistics, auxiliary networks)
+    checkpointed: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, hparams: Any):
         self.hp = hparams
@@ -90,8 +93,22 @@ class Method:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        """Method state to checkpoint (buffers, auxiliary networks)."""
-        return {}
+        """Method state the trainer checkpoints: each attribute named in ``checkpointed`` (an object with
+        ``state_dict``, such as a buffer, a network or an optimiser, else the value itself); None is skipped."""
+        out = {}
+        for name in self.checkpointed:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.state_dict() if hasattr(value, "state_dict") else copy.copy(value)
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
+        """Restore what ``state_dict`` returned, attribute by attribute."""
+        for name in self.checkpointed:
+            if name not in state:
+                continue
+            current = getattr(self, name)
+            if current is not None and hasattr(current, "load_state_dict"):
+                current.load_state_dict(state[name])
+            else:
+                setattr(self, name, state[name])

@@ -103,6 +103,7 @@ class DDPO(Method):
     Config = DDPOConfig
     needs_log_prob = True
     summary = "DDPO-IS: PPO-clipped policy gradient, per-prompt advantages, no KL (Black et al. 2023)"
+    checkpointed = ("stats",)  # each prompt's recent rewards
 
     def __init__(self, hparams: DDPOConfig):
         super().__init__(hparams)
@@ -142,9 +143,3 @@ class DDPO(Method):
             log_prob, _ = ctx.policy.log_prob_and_kl(batch, reduction=hp.logprob_reduction)
         advantage = batch["advantage"].to(log_prob.dtype)
         return ddpo_loss(log_prob, batch["old_log_prob"], advantage, ratio_clip=hp.ratio_clip)
-
-    def state_dict(self):
-        return {"stats": self.stats.state_dict()}
-
-    def load_state_dict(self, state):
-        self.stats.load_state_dict(state["stats"])

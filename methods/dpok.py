@@ -141,6 +141,7 @@ class DPOK(Method):
     Config = DPOKConfig
     needs_log_prob = True
     summary = "online policy gradient + per-step KL to the pretrained model (Fan et al. 2023)"
+    checkpointed = ("buffer", "prompt_stats", "value", "value_opt")  # restored exactly on --resume
 
     def __init__(self, hparams: DPOKConfig):
         super().__init__(hparams)
@@ -261,24 +262,15 @@ class DPOK(Method):
             clip_mode=hp.clip_mode,
         )
 
-    def state_dict(self):
-        state = {"buffer": self.buffer.state_dict(), "prompt_stats": dict(self.prompt_stats)}
-        if self.value is not None:
-            state["value"] = self.value.state_dict()
-            state["value_opt"] = self.value_opt.state_dict()
-        return state
-
     def load_state_dict(self, state):
-        self.buffer.load_state_dict(state["buffer"])
         if "prompt_stats" in state:
-            self.prompt_stats = dict(state["prompt_stats"])
-        else:  # a checkpoint from before advantage_scale: running means only, its transitions unscaled
-            self.prompt_stats = {pid: (n, mean, 0.0) for pid, (mean, n) in state["prompt_mean"].items()}
-            if self.buffer.data:
-                self.buffer.data["scale"] = torch.ones(len(self.buffer))
-        if self.value is not None:
-            self.value.load_state_dict(state["value"])
-            self.value_opt.load_state_dict(state["value_opt"])
+            super().load_state_dict(state)
+            return
+        # a checkpoint from before advantage_scale: running means only, its transitions unscaled
+        stats = {pid: (n, mean, 0.0) for pid, (mean, n) in state["prompt_mean"].items()}
+        super().load_state_dict({**state, "prompt_stats": stats})
+        if self.buffer.data:
+            self.buffer.data["scale"] = torch.ones(len(self.buffer))
 
 
 RewardOnly = DPOK.preset("reward-only", "DPOK ablation without the KL term (beta = 0)", beta=0.0)

@@ -61,6 +61,7 @@ class SFT(Method):
     Config = SFTConfig
     needs_log_prob = False
     summary = "supervised reward-weighted fine-tuning on pretrained samples (Lee et al. 2023)"
+    checkpointed = ("data",)  # the dataset drawn in round 1
 
     def __init__(self, hparams: SFTConfig):
         super().__init__(hparams)
@@ -103,9 +104,3 @@ class SFT(Method):
         return sft_loss(
             eps_pred, batch["noise"], batch["reward"], gamma=self.hp.gamma, beta=self.hp.beta, eps_ref=eps_ref
         )
-
-    def state_dict(self):
-        return {"data": self.data}
-
-    def load_state_dict(self, state):
-        self.data = state["data"]
