@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from bench.cli import main
@@ -21,6 +25,13 @@ def run_cli(capsys, args: list[str]) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else 1
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def bench_subprocess(args: list[str], site, cwd):
+    """``bench ARGS`` in a fresh interpreter with ``site`` on PYTHONPATH, so entry points installed there are seen."""
+    env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
+    code = "import sys; from bench.cli import main; main(sys.argv[1:])"
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True, text=True)
 
 
 @pytest.fixture()

@@ -1,11 +1,10 @@
 """An out-of-tree method package, found through its entry point, runs with `bench run --method <name>`."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from cli_helpers import bench_subprocess
 
 PLUGIN = textwrap.dedent(
     '''
@@ -64,16 +63,10 @@ def _install_plugin(site: Path) -> None:
     )
 
 
-def _bench(args, site, cwd):
-    env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
-    code = "import sys; from bench.cli import main; main(sys.argv[1:])"
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True, text=True)
-
-
 def test_entry_point_method_runs_and_lists(tmp_path, tiny_sd):
     site = tmp_path / "site"
     _install_plugin(site)
-    listed = _bench(["ls", "methods"], site, tmp_path)
+    listed = bench_subprocess(["ls", "methods"], site, tmp_path)
     assert listed.returncode == 0, listed.stderr
     names = {line.split()[0]: line for line in listed.stdout.splitlines()}
     assert {"dpok", "reward-only", "kl-only", "sft", "plain-pg", "broken-pg"} <= set(names)
@@ -82,14 +75,14 @@ def test_entry_point_method_runs_and_lists(tmp_path, tiny_sd):
 
     args = ["run", "--method", "plain-pg", "--model", str(tiny_sd), "--steps", "1", "--updates-per-round", "2",
             "--prompts", "a red circle|a blue square", "--set", "sampling.num_steps=3"]  # fmt: skip
-    ran = _bench(args, site, tmp_path)
+    ran = bench_subprocess(args, site, tmp_path)
     assert ran.returncode == 0, ran.stderr
     run_dir = Path(tmp_path, ran.stdout.strip().splitlines()[-1].removeprefix("run folder: "))
     rows = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2]
     assert run_dir.parent == tmp_path / "results" / "runs"  # default results dir under the current directory
 
-    broken = _bench(["run", "--method", "broken-pg", "--model", str(tiny_sd)], site, tmp_path)
+    broken = bench_subprocess(["run", "--method", "broken-pg", "--model", str(tiny_sd)], site, tmp_path)
     assert broken.returncode == 2
     assert broken.stderr.strip().startswith("error: method 'bench_plugin_demo.missing:Nope' failed to import")
     assert "Traceback" not in broken.stderr

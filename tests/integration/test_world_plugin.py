@@ -1,12 +1,11 @@
 """An out-of-tree world package, found through its entry point, trains, evaluates and tabulates with no edit to
 the core: its own tiny random Stable Diffusion, a weight-free reward, its settings files and a prompt set."""
 
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from cli_helpers import bench_subprocess
 
 WORLD = textwrap.dedent(
     '''
@@ -64,30 +63,24 @@ def _install(site: Path, tiny_sd: Path) -> None:
     (dist / "entry_points.txt").write_text("[bench.worlds]\ntoy = toy_world:ToyWorld\n")
 
 
-def _bench(args, site, cwd):
-    env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
-    code = "import sys; from bench.cli import main; main(sys.argv[1:])"
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True, text=True)
-
-
 def test_an_out_of_tree_world_runs_evaluates_and_tabulates(tmp_path, tiny_sd):
     site = tmp_path / "site"
     _install(site, tiny_sd)
-    listed = _bench(["ls", "worlds"], site, tmp_path)
+    listed = bench_subprocess(["ls", "worlds"], site, tmp_path)
     assert listed.returncode == 0 and "entry-point/toy-world" in listed.stdout, listed.stderr
-    scorers = _bench(["ls", "scorers"], site, tmp_path)
+    scorers = bench_subprocess(["ls", "scorers"], site, tmp_path)
     assert "toy-brightness" in scorers.stdout and "world/toy" in scorers.stdout
 
-    ran = _bench(["run", "--world", "toy", "--method", "dpok", "--steps", "2"], site, tmp_path)
+    ran = bench_subprocess(["run", "--world", "toy", "--method", "dpok", "--steps", "2"], site, tmp_path)
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert "world toy, method dpok" in ran.stderr and "settings/world.yaml" in ran.stderr
     run_dir = Path(tmp_path, ran.stdout.strip().splitlines()[-1].removeprefix("run folder: "))
     config = (run_dir / "config.yaml").read_text()
     assert "world: toy" in config and "reward: toy-brightness" in config and "samples_per_round: 2" in config
 
-    evaluated = _bench(["eval", str(run_dir), "--samples", "2"], site, tmp_path)
+    evaluated = bench_subprocess(["eval", str(run_dir), "--samples", "2"], site, tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "toy-brightness" in evaluated.stdout
-    table = _bench(["table", str(run_dir)], site, tmp_path)
+    table = bench_subprocess(["table", str(run_dir)], site, tmp_path)
     assert table.returncode == 0, table.stderr[-3000:]
     assert "toy-brightness" in table.stdout and "pretrained" in table.stdout
