@@ -251,16 +251,32 @@ def standing_cmd(
 @app.command("sweep", help="Run a grid of runs (methods x settings x seeds) in stable folders; resumable cell by cell.")
 def sweep_cmd(
     grid_file: str = typer.Argument(..., help="grid YAML (see bench/sweep.py)"),
-    status: bool = typer.Option(False, "--status", help="print each cell's state (done, trained, partial, missing)"),
+    status: bool = typer.Option(False, "--status", help="print each cell's state (done, running, failed, missing...)"),
+    executor: str = typer.Option("local", "--executor", help="local (a process pool here), slurm (submitit) or ray"),
+    jobs: int = typer.Option(
+        None, "--jobs", help="cells at a time (local: default one per 2 cores; slurm: array parallelism)"
+    ),
+    ray_address: str = typer.Option(None, "--ray-address", help="ray: the cluster's address (default: start one)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print what would run (slurm: the sbatch script)"),
 ) -> None:
-    from bench.sweep import load_grid, run_grid, status_lines
+    from bench.sweep import EXECUTORS, cells, load_grid, run_grid, sbatch_script, state, status_lines
 
     grid = load_grid(grid_file)
     if status:
         for line in status_lines(grid):
             typer.echo(line)
         return
-    run_grid(grid, echo=typer.echo)
+    if executor not in EXECUTORS:
+        raise BenchError(f"--executor: unknown {executor!r}; known: {', '.join(EXECUTORS)}")
+    if dry_run:
+        todo = [c for c in cells(grid) if state(c, grid) not in ("done", "running")]
+        if executor == "slurm" and todo:
+            typer.echo(sbatch_script(grid, todo, jobs), nl=False)
+        for cell in todo:
+            typer.echo(f"would run {cell.folder} ({state(cell, grid)})")
+        return
+    engine = {"address": ray_address} if executor == "ray" else {}
+    run_grid(grid, echo=typer.echo, executor=executor, jobs=jobs, **engine)
 
 
 PERF_SECTIONS = ("sampling", "round", "memory", "scaling", "options", "processes")

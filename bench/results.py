@@ -96,6 +96,14 @@ def _git_hash() -> str | None:
     return out.stdout.strip() or None
 
 
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
+
+
 def env_info(device: str, num_processes: int) -> dict:
     """Versions, git hash and device, for env.json."""
     packages = {}
@@ -111,6 +119,7 @@ def env_info(device: str, num_processes: int) -> dict:
         "git": _git_hash(),
         "device": device,
         "num_processes": num_processes,
+        "torch_threads": _torch_threads(),
         "argv": sys.argv,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -12,14 +12,31 @@ list of ``section.key=value`` overrides. An axis value may be a *variant*, a map
 together, named by its ``name`` key: ``recipe: [{name: r32, samples_per_round: 32, buffer_size: 640}, ...]``.
 Cell folders are named from their axis values (``reward-shapes-oracle_seed-3``) and hold one run folder. A cell
 is *done* when its run has trained every round and has ``eval.parquet``; a cell whose run stopped part way is
-resumed from its checkpoint (``bench run --resume``), so a sweep stopped at any point continues where it was. Cells
-run one after another on this machine, each a `bench` subprocess whose output goes to the cell's ``sweep.log``;
-``--status`` says which cells are done, running, failed (with the last error line), trained (not yet evaluated),
-partial or missing.
+resumed from its checkpoint (``bench run --resume``), so a sweep stopped at any point continues where it was. Each
+cell is a `bench` subprocess whose output goes to the cell's ``sweep.log``; ``--status`` says which cells are done,
+running, failed (with the last error line), trained (not yet evaluated), partial or missing. A failed cell does not
+stop the others; the sweep exits with an error that lists the failed cells once the rest have run.
+
+Where the cells run (``--executor``):
+
+- ``local`` (default): a pool of ``--jobs`` cells at a time on this machine (default: one per two cores), each
+  run's torch threads set to the cores divided by the jobs, so the pool never oversubscribes the machine.
+- ``slurm``: one array job of the cells through submitit, at most ``--jobs`` at a time; ``resources`` and
+  ``resources.slurm`` of the grid file give its sbatch options. ``--dry-run`` prints the sbatch script instead.
+- ``ray``: one Ray task per cell on the cluster at ``--ray-address`` (default: a local instance), with
+  ``resources.cpus`` / ``resources.gpus`` per task.
+
+Resources, all optional (each engine reads what it knows)::
+
+    resources: {cpus: 8, gpus: 1, mem_gb: 32, timeout_min: 240, slurm: {partition: gpu, account: lab}}
+
+Every engine runs the same :func:`run_cell` in the grid file's working folder, so run folders, skipping and
+resuming do not depend on where a cell ran. Slurm and Ray nodes need the project installed at the same path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -33,6 +50,7 @@ import yaml
 from bench.errors import BenchError
 
 STATES = ("done", "running", "failed", "trained", "partial", "missing")
+EXECUTORS = ("local", "slurm", "ray")
 LOG, FAILED, RUNNING = "sweep.log", "sweep.failed", "sweep.running"  # in each cell's folder
 
 
@@ -44,6 +62,7 @@ class Grid:
     axes: dict[str, list]
     eval: dict | None = None
     path: Path | None = None
+    resources: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -60,9 +79,9 @@ def load_grid(path: str | Path) -> Grid:
     if not path.is_file():
         raise BenchError(f"grid file {path} not found")
     data = yaml.safe_load(path.read_text()) or {}
-    unknown = set(data) - {"name", "root", "run", "axes", "eval"}
+    unknown = set(data) - {"name", "root", "run", "axes", "eval", "resources"}
     if unknown:
-        raise BenchError(f"{path}: unknown keys {sorted(unknown)} (name, root, run, axes, eval)")
+        raise BenchError(f"{path}: unknown keys {sorted(unknown)} (name, root, run, axes, eval, resources)")
     if not data.get("name"):
         raise BenchError(f"{path}: a grid needs a name")
     axes = data.get("axes") or {}
@@ -71,8 +90,15 @@ def load_grid(path: str | Path) -> Grid:
             raise BenchError(f"{path}: axis {key!r} needs a non-empty list of values")
         if any(isinstance(v, dict) and not v.get("name") for v in values):
             raise BenchError(f"{path}: axis {key!r}: a variant (a mapping of options) needs a name")
+    resources = dict(data.get("resources") or {})
+    bad = set(resources) - RESOURCE_KEYS
+    if bad:
+        raise BenchError(f"{path}: unknown resources {sorted(bad)} ({', '.join(sorted(RESOURCE_KEYS))})")
     root = Path(data.get("root") or Path("results") / data["name"])
-    return Grid(data["name"], root, dict(data.get("run") or {}), axes, data.get("eval"), path)
+    return Grid(data["name"], root, dict(data.get("run") or {}), axes, data.get("eval"), path, resources)
+
+
+RESOURCE_KEYS = {"cpus", "gpus", "mem_gb", "timeout_min", "slurm"}
 
 
 def _slug(value) -> str:
@@ -147,8 +173,6 @@ COMMON_OPTIONS = {"method", "model", "prompts", "reward", "steps", "seed", "conf
 def _option_args(options: dict, command: str = "run") -> list[str]:
     """``bench run`` arguments: its own options as flags, other RunConfig fields as ``--set``, the rest as method
     options (``beta`` -> ``--beta``)."""
-    import dataclasses
-
     from bench.config import RunConfig
 
     settings = {f.name for f in dataclasses.fields(RunConfig)} - COMMON_OPTIONS
@@ -166,14 +190,18 @@ def _option_args(options: dict, command: str = "run") -> list[str]:
     return args
 
 
-def _bench(args: list[str], cell: Cell, echo) -> None:
+def _bench(args: list[str], cell: Cell, echo, threads: int | None = None) -> None:
     """Run ``bench ARGS`` for a cell, its output appended to the cell's sweep.log; a failure is recorded in
-    sweep.failed (the command and its last output line) for ``--status``."""
+    sweep.failed (the command and its last output line) for ``--status``. ``threads`` caps its torch threads."""
     echo("$ bench " + " ".join(args))
+    env = dict(os.environ)
+    if threads:
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with open(cell.folder / LOG, "a") as log:
         log.write(f"$ bench {' '.join(args)}\n")
         log.flush()
-        done = subprocess.run([sys.executable, "-m", "bench.cli", *args], stdout=log, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", "bench.cli", *args]
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     if done.returncode:
         lines = [line for line in (cell.folder / LOG).read_text().splitlines() if line.strip()]
         last = lines[-1].split("\r")[-1].strip() if lines else ""
@@ -187,7 +215,7 @@ def failure(cell: Cell) -> str:
     return path.read_text().strip() if path.is_file() else ""
 
 
-def run_cell(cell: Cell, grid: Grid, echo=print) -> None:
+def run_cell(cell: Cell, grid: Grid, echo=print, threads: int | None = None) -> None:
     """Bring one cell to done: start, resume or only evaluate its run (a failed cell is retried from its state)."""
     cell.folder.mkdir(parents=True, exist_ok=True)
     (cell.folder / FAILED).unlink(missing_ok=True)
@@ -195,11 +223,11 @@ def run_cell(cell: Cell, grid: Grid, echo=print) -> None:
     try:
         current = state(cell, grid)
         if current == "missing":
-            _bench(["run", *_option_args(cell.options), "--results-dir", str(cell.folder)], cell, echo)
+            _bench(["run", *_option_args(cell.options), "--results-dir", str(cell.folder)], cell, echo, threads)
         elif current == "partial":
-            _bench(["run", "--resume", str(run_folder(cell))], cell, echo)
+            _bench(["run", "--resume", str(run_folder(cell))], cell, echo, threads)
         if grid.eval and state(cell, grid) == "trained":
-            _bench(["eval", str(run_folder(cell)), *_option_args(grid.eval, "eval")], cell, echo)
+            _bench(["eval", str(run_folder(cell)), *_option_args(grid.eval, "eval")], cell, echo, threads)
     finally:
         (cell.folder / RUNNING).unlink(missing_ok=True)
 
@@ -213,13 +241,172 @@ def status_lines(grid: Grid) -> list[str]:
     return lines
 
 
-def run_grid(grid: Grid, echo=print) -> None:
-    """Every cell that is not done (or run by another sweep process now), in order; a failed cell stops the sweep
-    with its error, after recording it for ``--status``."""
+def machine_cores() -> int:
+    """The cores this process may use (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def local_plan(grid: Grid, jobs: int | None) -> tuple[int, int]:
+    """(cells at a time, torch threads per cell) for the local pool: ``resources.cpus`` threads per cell when the
+    grid says, else two; never more threads in all than the machine has cores."""
+    cores = machine_cores()
+    if jobs is None:
+        jobs = max(1, cores // int(grid.resources.get("cpus") or 2))
+    if jobs < 1:
+        raise BenchError(f"--jobs must be at least 1, got {jobs}")
+    return jobs, max(1, cores // jobs)
+
+
+def _cell_job(cell: Cell, grid: Grid, cwd: str, threads: int | None) -> str:
+    """What a slurm or ray worker runs: one cell, in the sweep's working folder; returns the cell's final state."""
+    os.chdir(cwd)
+    try:
+        run_cell(cell, grid, echo=lambda line: print(line, flush=True), threads=threads)
+    except BenchError as exc:
+        return f"failed: {exc}"
+    return state(cell, grid)
+
+
+def _run_local(todo: list[Cell], grid: Grid, jobs: int | None, echo) -> list[tuple[Cell, str]]:
+    jobs, threads = local_plan(grid, jobs)
+    echo(f"local: {min(jobs, len(todo))} at a time, {threads} torch threads each ({machine_cores()} cores)")
+    if jobs == 1:  # in this process, the cell's commands echoed as they start
+        failed = []
+        for k, cell in enumerate(todo, 1):
+            echo(f"[{k}/{len(todo)}] {cell.name} (output: {cell.folder / LOG})")
+            try:
+                run_cell(cell, grid, echo, threads if threads < machine_cores() else None)
+            except BenchError as exc:
+                echo(f"failed: {cell.name}: {exc}")
+                failed.append((cell, str(exc)))
+        return failed
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    with ThreadPoolExecutor(jobs, thread_name_prefix="bench-sweep") as pool:  # each cell is its own subprocess
+        futures = {pool.submit(run_cell, cell, grid, lambda _line: None, threads): cell for cell in todo}
+        for cell in todo:
+            echo(f"started {cell.name} (output: {cell.folder / LOG})")
+        failed = []
+        for k, future in enumerate(as_completed(futures), 1):
+            cell = futures[future]
+            try:
+                future.result()
+                echo(f"[{k}/{len(todo)}] {cell.name}: {state(cell, grid)}")
+            except BenchError as exc:
+                echo(f"[{k}/{len(todo)}] {cell.name}: failed: {exc}")
+                failed.append((cell, str(exc)))
+    return failed
+
+
+def _absolute(grid: Grid) -> Grid:
+    """The grid with its root made absolute, for workers that may start in another folder."""
+    return dataclasses.replace(grid, root=grid.root.resolve())
+
+
+def slurm_executor(grid: Grid, jobs: int | None, cluster: str | None = "slurm"):
+    """A submitit executor for the grid's cells (``cluster`` "local" runs them as local processes, for tests)."""
+    try:
+        import submitit
+    except ImportError:
+        raise BenchError("--executor slurm needs submitit: pip install 'dpok-bench[slurm]'") from None
+    res = grid.resources
+    executor = submitit.AutoExecutor(folder=grid.root.resolve() / ".submitit" / "%j", cluster=cluster)
+    params = {
+        "name": f"bench-{grid.name}",
+        "timeout_min": int(res.get("timeout_min") or 240),
+        "nodes": 1,
+        "tasks_per_node": 1,
+        "cpus_per_task": int(res.get("cpus") or 2),
+        "gpus_per_node": int(res.get("gpus") or 0),
+    }
+    if res.get("mem_gb"):
+        params["mem_gb"] = float(res["mem_gb"])
+    if jobs:
+        params["slurm_array_parallelism"] = jobs
+    params |= {f"slurm_{k}": v for k, v in (res.get("slurm") or {}).items()}
+    executor.update_parameters(**params)
+    return executor
+
+
+def sbatch_script(grid: Grid, todo: list[Cell], jobs: int | None) -> str:
+    """The sbatch script ``--executor slurm`` submits for ``todo`` (one array task per cell)."""
+    inner = slurm_executor(grid, jobs)._executor
+    inner.parameters["map_count"] = len(todo)
+    try:
+        return inner._make_submission_file_text(inner._submitit_command_str, "dry-run")
+    finally:
+        del inner.parameters["map_count"]
+
+
+def _run_slurm(todo, grid, jobs, echo, cluster="slurm") -> list[tuple[Cell, str]]:
+    grid = _absolute(grid)
+    todo = [c for c in cells(grid) if c.name in {t.name for t in todo}]
+    executor = slurm_executor(grid, jobs, cluster)
+    threads = int(grid.resources.get("cpus") or 2)
+    n = len(todo)
+    submitted = executor.map_array(_cell_job, todo, [grid] * n, [os.getcwd()] * n, [threads] * n)
+    echo(f"{cluster}: submitted {n} cells as job {submitted[0].job_id.split('_')[0]} (logs: {grid.root / '.submitit'})")
+    failed = []
+    for k, (cell, job) in enumerate(zip(todo, submitted, strict=True), 1):
+        try:
+            final = job.result()
+        except Exception as exc:  # the job itself died (node failure, time limit): submitit re-raises its error
+            final = f"failed: job {job.job_id}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
+        echo(f"[{k}/{n}] {cell.name}: {final}")
+        if final != "done":
+            failed.append((cell, final))
+    return failed
+
+
+def _run_ray(todo, grid, jobs, echo, address=None) -> list[tuple[Cell, str]]:
+    try:
+        import ray
+    except ImportError:
+        raise BenchError("--executor ray needs ray: pip install 'dpok-bench[ray]'") from None
+    grid = _absolute(grid)
+    todo = [c for c in cells(grid) if c.name in {t.name for t in todo}]
+    cpus, gpus = int(grid.resources.get("cpus") or 2), float(grid.resources.get("gpus") or 0)
+    started = not ray.is_initialized()
+    if started:
+        kwargs = {"address": address} if address else {"num_cpus": machine_cores()}
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
+    try:
+        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_cell_job)
+        refs = {task.remote(cell, grid, os.getcwd(), cpus): cell for cell in todo}
+        echo(f"ray: submitted {len(refs)} cells, {cpus} CPUs and {gpus:g} GPUs each")
+        failed, pending, k = [], list(refs), 0
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            cell, k = refs[ready[0]], k + 1
+            try:
+                final = ray.get(ready[0])
+            except Exception as exc:  # the task's worker died
+                final = f"failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+            echo(f"[{k}/{len(refs)}] {cell.name}: {final}")
+            if final != "done":
+                failed.append((cell, final))
+    finally:
+        if started:
+            ray.shutdown()
+    return failed
+
+
+def run_grid(grid: Grid, echo=print, executor: str = "local", jobs: int | None = None, **engine) -> None:
+    """Every cell that is not done (or run by another sweep process now), on ``executor``; failed cells are listed
+    in one error at the end, after the others have run (each also recorded for ``--status``)."""
+    if executor not in EXECUTORS:
+        raise BenchError(f"--executor: unknown {executor!r}; known: {', '.join(EXECUTORS)}")
     todo = [c for c in cells(grid) if state(c, grid) not in ("done", "running")]
     echo(
         f"{grid.name}: {len(cells(grid)) - len(todo)} of {len(cells(grid))} cells done or running; running {len(todo)}"
     )
-    for k, cell in enumerate(todo, 1):
-        echo(f"[{k}/{len(todo)}] {cell.name} (output: {cell.folder / LOG})")
-        run_cell(cell, grid, echo)
+    if not todo:
+        return
+    run = {"local": _run_local, "slurm": _run_slurm, "ray": _run_ray}[executor]
+    failed = run(todo, grid, jobs, echo, **engine)
+    if failed:
+        listed = "; ".join(f"{cell.name}: {why}" for cell, why in failed)
+        raise BenchError(f"{len(failed)} of {len(todo)} cells failed ({listed}); `bench sweep --status` shows them")
