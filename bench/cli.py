@@ -63,15 +63,19 @@ def run(
     plugin: list[str] = typer.Option([], "--plugin", help="load a method, scorer or world from module:attr"),
     allow_download: bool = typer.Option(None, "--allow-download", help="allow hub downloads of --model"),
     resume: str = typer.Option(None, "--resume", help="continue a run (its folder or id) with its own config"),
+    log_with: str = typer.Option(
+        None, "--log-with", help="live view: tensorboard, wandb or mlflow (comma-separated; offline; train.jsonl stays)"
+    ),
 ) -> None:
     from bench.prompts import load_prompts
     from bench.registry import SCORERS
     from bench.resolve import resolve_model_path, resolve_run_config
 
     register_plugins(plugin)
+    trackers = tuple(x.strip() for x in (log_with or "").split(",") if x.strip())
     if resume:
         others = [method, world, model, prompts, reward, steps, seed, config, allow_download]
-        _resume(resume, results_dir, others, set_, ctx.args)
+        _resume(resume, results_dir, others, set_, ctx.args, trackers)
         return
     common = {
         "method": method,
@@ -93,8 +97,12 @@ def run(
     typer.echo(
         f"world {cfg.world}, method {cfg.method}; settings, lowest first: {shown}; then --set, options", err=True
     )
+    if trackers:
+        from bench.trainer import check_trackers
+
+        check_trackers(trackers, Path("."))  # a missing package is an error before the run folder exists
     quiet_libraries()
-    _train(cfg, method_cls, model_path, prompt_list, scorer)
+    _train(cfg, method_cls, model_path, prompt_list, scorer, trackers=trackers)
 
 
 def _shown(path: str) -> str:
@@ -108,7 +116,7 @@ def _shown(path: str) -> str:
     return str(path)
 
 
-def _resume(resume, results_dir, others, sets, extra) -> None:
+def _resume(resume, results_dir, others, sets, extra, trackers=()) -> None:
     from bench.prompts import load_prompts
     from bench.registry import SCORERS
     from bench.resolve import config_from_run, find_run
@@ -120,10 +128,10 @@ def _resume(resume, results_dir, others, sets, extra) -> None:
     scorer = build_scorer(SCORERS.get(cfg.reward))
     prompt_list = load_prompts(cfg.prompts, cfg.world or None)
     quiet_libraries()
-    _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=run_dir)
+    _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=run_dir, trackers=trackers)
 
 
-def _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=None) -> None:
+def _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=None, trackers=()) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -147,7 +155,7 @@ def _train(cfg, method_cls, model_path, prompt_list, scorer, run_dir=None) -> No
             stats = " ".join(f"{k} {metrics[k]:.4g}" for k in ("reward", "data_reward", "kl", "loss") if k in metrics)
             progress.update(task, completed=done, stats=stats)
 
-        trainer = Trainer(cfg, method_cls, model_path, prompt_list, scorer, run_dir, progress=report)
+        trainer = Trainer(cfg, method_cls, model_path, prompt_list, scorer, run_dir, progress=report, log_with=trackers)
         trainer.setup()
         if resuming:
             trainer.restore()

@@ -225,7 +225,8 @@ def run_cell(cell: Cell, grid: Grid, echo=print, threads: int | None = None) -> 
         if current == "missing":
             _bench(["run", *_option_args(cell.options), "--results-dir", str(cell.folder)], cell, echo, threads)
         elif current == "partial":
-            _bench(["run", "--resume", str(run_folder(cell))], cell, echo, threads)
+            live = ["--log-with", str(cell.options["log_with"])] if cell.options.get("log_with") else []
+            _bench(["run", "--resume", str(run_folder(cell)), *live], cell, echo, threads)
         if grid.eval and state(cell, grid) == "trained":
             _bench(["eval", str(run_folder(cell)), *_option_args(grid.eval, "eval")], cell, echo, threads)
     finally:

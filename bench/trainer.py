@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -176,6 +177,47 @@ def _sync_gradients(accelerator, params) -> None:
         offset += g.numel()
 
 
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+TRACKING = "tracking"  # a run folder's subfolder for the trackers' own files (git-ignored)
+
+
+def check_trackers(names, run_dir: Path) -> tuple[str, ...]:
+    """The trackers of ``--log-with``, each checked to be installed, and kept offline: wandb in offline mode and
+    mlflow writing into the run folder, unless the user's environment says otherwise."""
+    import importlib.util
+
+    names = tuple(names)
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown:
+        raise BenchError(f"--log-with: unknown {', '.join(unknown)}; known: {', '.join(TRACKERS)}")
+    modules = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
+    for name in names:
+        if not any(importlib.util.find_spec(m) for m in modules[name]):
+            extra = " (or tensorboardX)" if name == "tensorboard" else ""
+            raise BenchError(f"--log-with {name} needs the {name} package{extra}: pip install {modules[name][-1]}")
+    if "wandb" in names:
+        os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_DIR", str(run_dir / TRACKING))
+    if "mlflow" in names:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (run_dir / TRACKING / "mlruns").resolve().as_uri())
+    return names
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    """A nested config as one level of dotted keys with scalar values (what tensorboard's hparams accept)."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, int | float | str | bool) else str(value)
+    return out
+
+
+def _scalars(row: dict) -> dict:
+    return {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
 @dataclasses.dataclass
 class Trainer:
     """Runs ``config.steps`` rounds of ``method`` and writes the run folder."""
@@ -187,12 +229,19 @@ class Trainer:
     scorer_cls: object  # a Scorer class, or an instance
     run_dir: Path
     progress: object = None  # a callable(round, total, metrics) for the CLI's progress bar
+    log_with: tuple[str, ...] = ()  # live view through accelerate's trackers (see ``trackers``); off by default
 
     def setup(self):
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        self.accelerator = Accelerator(mixed_precision=self.config.mixed_precision, cpu=use_cpu())
+        trackers = check_trackers(self.log_with, self.run_dir)
+        self.accelerator = Accelerator(
+            mixed_precision=self.config.mixed_precision,
+            cpu=use_cpu(),
+            log_with=list(trackers) or None,
+            project_dir=str(self.run_dir / TRACKING) if trackers else None,
+        )
         set_seed(self.config.seed)
         pipe = load_pipeline(self.model_path, self.accelerator.device)
         if self.config.gradient_checkpointing:
@@ -216,6 +265,8 @@ class Trainer:
                 self.run_dir / "env.json",
                 env_info(str(self.accelerator.device), self.accelerator.num_processes),
             )
+        if self.log_with:
+            self.accelerator.init_trackers(self.run_dir.name, config=_flat(to_dict(self.config)))
         return self
 
     def step(self, micro_batches) -> dict:
@@ -302,6 +353,9 @@ class Trainer:
                                      "lr": self.optimizer.param_groups[0]["lr"]})  # fmt: skip
                 except NonFinite as exc:
                     raise self._fail(exc, round_) from None
+                if self.log_with:  # the same rows, live; train.jsonl stays the record
+                    for row in rows:
+                        self.accelerator.log(_scalars(row), step=row["update"])
                 if self.accelerator.is_main_process:
                     append_jsonl(self.run_dir / "train.jsonl", rows)
                     append_jsonl(self.run_dir / "timing.jsonl", [{"round": round_ + 1, "time_s": time.time() - start}])
@@ -318,6 +372,8 @@ class Trainer:
                     raise BenchError(
                         f"stopped by a signal after round {round_ + 1}; resume with --resume {self.run_dir}"
                     )
+        if self.log_with:
+            self.accelerator.end_training()
         return self.run_dir
 
     def _check_in_sync(self) -> None:
