@@ -18,6 +18,7 @@ skipped, not drawn empty.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,10 +106,16 @@ def plot_distributions(evals: pd.DataFrame, path: Path) -> Path | None:
     if not scorers:
         return None
     order = _order(evals.label)
-    fig, axes = plt.subplots(1, len(scorers), figsize=(4 * len(scorers), 0.5 * len(order) + 2.5), squeeze=False)
-    for ax, scorer in zip(axes[0], scorers, strict=True):
-        sns.boxplot(data=evals[evals.scorer == scorer], x="value", y="label", order=order, ax=ax, fliersize=2)
+    wrapped = {label: textwrap.fill(label, 36) for label in order}  # long labels wrap instead of running over boxes
+    evals = evals.assign(label=evals.label.map(wrapped))
+    height = 0.3 * sum(w.count("\n") + 1 for w in wrapped.values()) + 0.25 * len(order) + 2
+    fig, axes = plt.subplots(1, len(scorers), figsize=(3.5 * len(scorers), height), squeeze=False, sharey=True)
+    for k, (ax, scorer) in enumerate(zip(axes[0], scorers, strict=True)):
+        sns.boxplot(data=evals[evals.scorer == scorer], x="value", y="label", order=[wrapped[o] for o in order],
+                    ax=ax, fliersize=2)  # fmt: skip
         ax.set(title=scorer, xlabel="score per image", ylabel="")
+        ax.tick_params(axis="y", labelleft=k == 0)  # the labels once, left of the first panel only
+    fig.tight_layout()
     return _save(fig, path)
 
 

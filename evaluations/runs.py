@@ -91,13 +91,26 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def pretrained_labels(configs: dict[str, dict]) -> dict[str, str]:
+    """Row label of each run's pretrained rows: ``pretrained``, with ``model=`` and ``prompts=`` where the runs
+    differ in them, so that each arm sits beside the pretrained model on its own prompts, never beside an average
+    over other arms' prompts."""
+    models = {name: str(cfg.get("model", "?")) for name, cfg in configs.items()}
+    prompts = {name: str(cfg.get("prompts", "?")) for name, cfg in configs.items()}
+    labels = {}
+    for name in configs:
+        parts = [f"model={models[name]}"] if len(set(models.values())) > 1 else []
+        parts += [f"prompts={prompts[name]}"] if len(set(prompts.values())) > 1 else []
+        labels[name] = PRETRAINED + (f" ({', '.join(parts)})" if parts else "")
+    return labels
+
+
 def load_eval(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """All eval rows of the runs, with ``label`` (row label) and ``model`` columns added.
 
-    Step 0 rows (the pretrained model) are labelled ``pretrained`` (``pretrained (model=...)`` when the runs use
-    several base models) and de-duplicated: every run re-scores the same pretrained model on the same seeds, and
-    counting those images once per run would shrink the interval for no reason. Other rows keep only each run's
-    last step (its final LoRA).
+    Step 0 rows (the pretrained model) are labelled by :func:`pretrained_labels` and de-duplicated: every run
+    re-scores the same pretrained model on the same seeds, and counting those images once per run would shrink the
+    interval for no reason. Other rows keep only each run's last step (its final LoRA).
 
     Raises:
         BenchError: a folder has no config.yaml or no eval.parquet.
@@ -116,10 +129,9 @@ def load_eval(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
         frames.append(df[(df.step == 0) | (df.step == df.step.max())])
     df = pd.concat(frames, ignore_index=True)
     df["model"] = df.run.map(models)
-    several = len(set(models.values())) > 1
     base = df.step == 0
     df["label"] = df.run.map(labels)
-    df.loc[base, "label"] = PRETRAINED + (" (model=" + df.loc[base, "model"] + ")" if several else "")
+    df.loc[base, "label"] = df.loc[base, "run"].map(pretrained_labels(configs))
     keys = ["label", "split", "prompt", "seed", "scorer", "scorer_version"]
     df = pd.concat([df[base].drop_duplicates(keys), df[~base]], ignore_index=True)
     return df.sort_values(["label", "run", "step", "split", "scorer", "prompt", "seed"], kind="stable")

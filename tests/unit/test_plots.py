@@ -64,3 +64,25 @@ def test_curves_follow_the_snapshots_against_training_samples(tmp_path):
     raw = raw[(raw.scorer == "shapes-oracle") & (raw.split == "train")]
     assert one.value.to_numpy() == pytest.approx(raw.groupby("step").value.mean().to_numpy())
     assert "curves.png" in [p.name for p in make_plots(runs, tmp_path / "b")]
+
+
+def test_distribution_labels_sit_left_of_the_first_panel_only(tmp_path, monkeypatch):
+    """Long row labels wrap and are drawn once, left of the first panel, never over another panel's boxes."""
+    import bench.evaluations.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    runs = make_runs(tmp_path)
+    evals = load_eval(runs)
+    evals["label"] = evals.label.where(evals.label == "pretrained", evals.label + " with a very long setting name")
+    plots.plot_distributions(evals, tmp_path / "d.png")
+    (fig,) = figures
+    axes = fig.axes
+    assert len(axes) > 1
+    first = [t.get_text() for t in axes[0].get_yticklabels()]
+    assert first[0] == "pretrained" and all(len(line) <= 36 for t in first for line in t.split("\n"))
+    fig.canvas.draw()
+    for ax in axes[1:]:
+        assert not any(t.get_visible() and t.get_text() for t in ax.get_yticklabels())
+    left_of_boxes = axes[0].get_window_extent().x0
+    assert all(t.get_window_extent().x1 <= left_of_boxes for t in axes[0].get_yticklabels())

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-from fake_runs import make_runs
+from fake_runs import make_run, make_runs
 
 from bench.evaluations.runs import run_labels
 from bench.evaluations.tables import build_table, to_csv, to_latex, to_markdown
@@ -126,3 +126,27 @@ def test_change_table_pairs_each_run_with_its_own_pretrained_rows(tmp_path):
     seeds = [table.loc[f"dpok (beta=0.01) seed {k}", ("shapes-oracle", "train", "mean")] for k in (0, 2)]
     assert pooled["mean"] == pytest.approx(np.mean(seeds))  # equal numbers of pairs per run
     assert pooled["lo"] < min(seeds) + 0.01 and pooled["hi"] > max(seeds) - 0.01  # covers the run-to-run spread
+
+
+def test_each_arm_has_the_pretrained_row_of_its_own_prompts(tmp_path):
+    """Arms trained on different prompt sets: one pretrained row per set, never one averaged over both."""
+    import pandas as pd
+    import yaml
+
+    a = make_run(tmp_path, "a", "dpok", 0.01, seed=0, shift=0.1)
+    b = make_run(tmp_path, "b", "dpok", 0.01, seed=1, shift=0.1)
+    config = yaml.safe_load((b / "config.yaml").read_text()) | {"prompts": "four squares"}
+    (b / "config.yaml").write_text(yaml.safe_dump(config))
+    rows = pd.read_parquet(b / "eval.parquet")
+    rows["prompt"] = "four squares, " + rows.prompt  # other prompts, still one per original
+    rows.loc[rows.step == 0, "value"] += 1.0  # the other prompt's pretrained model scores far apart
+    rows.to_parquet(b / "eval.parquet", index=False)
+    table = build_table([a, b], splits=["train"], scorers=["shapes-oracle"])
+    names = list(table.index)
+    assert names[:2] == ["pretrained (prompts=four squares)", "pretrained (prompts=shapes-train)"]
+    for run, name in ((a, names[1]), (b, names[0])):
+        evals = pd.read_parquet(run / "eval.parquet")
+        base = evals[(evals.step == 0) & (evals.split == "train") & (evals.scorer == "shapes-oracle")]
+        assert table.loc[name, ("shapes-oracle", "train", "mean")] == pytest.approx(base.value.mean())
+    same = build_table(make_runs(tmp_path / "same"), splits=["train"])
+    assert [n for n in same.index if n.startswith("pretrained")] == ["pretrained"]  # one prompt set: one row
