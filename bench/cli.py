@@ -287,6 +287,21 @@ def sweep_cmd(
     run_grid(grid, echo=typer.echo, executor=executor, jobs=jobs, **engine)
 
 
+@app.command("paper", help="The DPOK paper's experiments on the shapes world: configs/paper grids, then tables.")
+def paper_cmd(
+    quick: bool = typer.Option(False, "--quick", help="each grid's quick section (minutes; labelled quick)"),
+    tables_only: bool = typer.Option(False, "--tables-only", help="rebuild the tables and figures; run nothing"),
+    grids: str = typer.Option("configs/paper/shapes-*.yaml", "--grids", help="grid files (a glob pattern)"),
+    out: str = typer.Option(None, "--out", help="output folder (default results/paper, or results/paper-quick)"),
+    executor: str = typer.Option("local", "--executor", help="local, slurm or ray (see `bench sweep`)"),
+    jobs: int = typer.Option(None, "--jobs", help="cells at a time (see `bench sweep`)"),
+) -> None:
+    from bench.paper import run_paper
+
+    quiet_libraries()
+    run_paper(grids, out, quick=quick, tables_only=tables_only, executor=executor, jobs=jobs, echo=typer.echo)
+
+
 PERF_SECTIONS = ("sampling", "round", "memory", "scaling", "options", "processes")
 PERF_EXTRA = ("compile",)  # torch.compile of the UNet (minutes on 2 cores): only when asked for
 

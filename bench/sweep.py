@@ -5,15 +5,17 @@ A grid file names a study folder, the run options every cell shares, the axes to
     name: shapes-demo                 # results/<name>/ unless `root` says otherwise
     run: {method: dpok, beta: 0.01, prompts: "four squares", steps: 100}
     axes: {reward: [shapes-reward, shapes-oracle], seed: [0, 1, 2, 3, 4]}
-    eval: {samples: 256}              # `bench eval` options; omit to train only
+    eval: {samples: 256}              # `bench eval` options; omit to train only, or a list: one call each
+    quick: {run: {steps: 10}, eval: {samples: 32}, axes: {seed: [0]}}   # what --quick changes (optional)
 
 Run options are `bench run` options without the dashes (a method option such as ``beta`` too); ``set`` takes a
 list of ``section.key=value`` overrides. An axis value may be a *variant*, a mapping of options that change
 together, named by its ``name`` key: ``recipe: [{name: r32, samples_per_round: 32, buffer_size: 640}, ...]``.
 Cell folders are named from their axis values (``reward-shapes-oracle_seed-3``) and hold one run folder. A cell
-is *done* when its run has trained every round and has ``eval.parquet``; a cell whose run stopped part way is
-resumed from its checkpoint (``bench run --resume``), so a sweep stopped at any point continues where it was. Each
-cell is a `bench` subprocess whose output goes to the cell's ``sweep.log``; ``--status`` says which cells are done,
+is *done* when its run has trained every round and ``eval.parquet`` holds every split the ``eval`` calls score
+(a call's ``split``, else its ``prompts``, else ``train``, as `bench eval` names them); a cell whose run stopped part
+way is resumed from its checkpoint (``bench run --resume``), so a sweep stopped at any point continues where it was.
+Each cell is a `bench` subprocess whose output goes to the cell's ``sweep.log``; ``--status`` says which cells are done,
 running, failed (with the last error line), trained (not yet evaluated), partial or missing. A failed cell does not
 stop the others; the sweep exits with an error that lists the failed cells once the rest have run.
 
@@ -60,7 +62,7 @@ class Grid:
     root: Path
     run: dict
     axes: dict[str, list]
-    eval: dict | None = None
+    eval: list[dict] = field(default_factory=list)  # `bench eval` calls, one per split
     path: Path | None = None
     resources: dict = field(default_factory=dict)
 
@@ -73,29 +75,60 @@ class Cell:
     values: dict = field(default_factory=dict)
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Read and check a grid file (see the module docstring)."""
+def load_grid(path: str | Path, quick: bool = False, root: str | Path | None = None) -> Grid:
+    """Read and check a grid file (see the module docstring). ``quick`` applies its ``quick`` section: run options
+    and eval options merged over the grid's, axes replaced; ``root`` puts the cells elsewhere."""
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"grid file {path} not found")
     data = yaml.safe_load(path.read_text()) or {}
-    unknown = set(data) - {"name", "root", "run", "axes", "eval", "resources"}
+    unknown = set(data) - {"name", "root", "run", "axes", "eval", "resources", "quick"}
     if unknown:
-        raise BenchError(f"{path}: unknown keys {sorted(unknown)} (name, root, run, axes, eval, resources)")
+        raise BenchError(f"{path}: unknown keys {sorted(unknown)} (name, root, run, axes, eval, resources, quick)")
     if not data.get("name"):
         raise BenchError(f"{path}: a grid needs a name")
+    evals = data.get("eval")
+    evals = [evals] if isinstance(evals, dict) else list(evals or [])
+    if quick:
+        fast = data.get("quick") or {}
+        bad = set(fast) - {"run", "eval", "axes"}
+        if bad:
+            raise BenchError(f"{path}: quick: unknown keys {sorted(bad)} (run, eval, axes)")
+        data["run"] = dict(data.get("run") or {}) | dict(fast.get("run") or {})
+        data["axes"] = dict(data.get("axes") or {}) | dict(fast.get("axes") or {})
+        evals = [e | dict(fast.get("eval") or {}) for e in evals]
     axes = data.get("axes") or {}
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
             raise BenchError(f"{path}: axis {key!r} needs a non-empty list of values")
         if any(isinstance(v, dict) and not v.get("name") for v in values):
             raise BenchError(f"{path}: axis {key!r}: a variant (a mapping of options) needs a name")
+    if not all(isinstance(e, dict) for e in evals):
+        raise BenchError(f"{path}: eval takes `bench eval` options, or a list of them")
     resources = dict(data.get("resources") or {})
     bad = set(resources) - RESOURCE_KEYS
     if bad:
         raise BenchError(f"{path}: unknown resources {sorted(bad)} ({', '.join(sorted(RESOURCE_KEYS))})")
-    root = Path(data.get("root") or Path("results") / data["name"])
-    return Grid(data["name"], root, dict(data.get("run") or {}), axes, data.get("eval"), path, resources)
+    root = Path(root or data.get("root") or Path("results") / data["name"])
+    return Grid(data["name"], root, dict(data.get("run") or {}), axes, evals, path, resources)
+
+
+def eval_split(options: dict) -> str:
+    """The split a `bench eval` call with these options writes (its own rule: --split, else --prompts, else train)."""
+    return str(options.get("split") or options.get("prompts") or "train")
+
+
+def missing_evals(run: Path, grid: Grid) -> list[dict]:
+    """The grid's eval calls whose split the run's eval.parquet does not hold yet."""
+    if not grid.eval:
+        return []
+    path = run / "eval.parquet"
+    if not path.is_file():
+        return list(grid.eval)
+    import pandas as pd
+
+    have = set(pd.read_parquet(path, columns=["split"]).split)
+    return [e for e in grid.eval if eval_split(e) not in have]
 
 
 RESOURCE_KEYS = {"cpus", "gpus", "mem_gb", "timeout_min", "slurm"}
@@ -153,7 +186,7 @@ def state(cell: Cell, grid: Grid) -> str:
         return "running"
     run = run_folder(cell)
     if run is not None and _rounds_done(run)[0] >= _rounds_done(run)[1]:
-        if not grid.eval or (run / "eval.parquet").is_file():
+        if not missing_evals(run, grid):
             return "done"
     if (cell.folder / FAILED).is_file():
         return "failed"
@@ -162,7 +195,7 @@ def state(cell: Cell, grid: Grid) -> str:
     done, steps = _rounds_done(run)
     if done < steps:
         return "partial"
-    if grid.eval and not (run / "eval.parquet").is_file():
+    if missing_evals(run, grid):
         return "trained"
     return "done"
 
@@ -227,8 +260,9 @@ def run_cell(cell: Cell, grid: Grid, echo=print, threads: int | None = None) -> 
         elif current == "partial":
             live = ["--log-with", str(cell.options["log_with"])] if cell.options.get("log_with") else []
             _bench(["run", "--resume", str(run_folder(cell)), *live], cell, echo, threads)
-        if grid.eval and state(cell, grid) == "trained":
-            _bench(["eval", str(run_folder(cell)), *_option_args(grid.eval, "eval")], cell, echo, threads)
+        if state(cell, grid) == "trained":
+            for options in missing_evals(run_folder(cell), grid):
+                _bench(["eval", str(run_folder(cell)), *_option_args(options, "eval")], cell, echo, threads)
     finally:
         (cell.folder / RUNNING).unlink(missing_ok=True)
 
@@ -250,14 +284,15 @@ def machine_cores() -> int:
         return os.cpu_count() or 1
 
 
-def local_plan(grid: Grid, jobs: int | None) -> tuple[int, int]:
+def local_plan(grid: Grid, jobs: int | None, cells_left: int | None = None) -> tuple[int, int]:
     """(cells at a time, torch threads per cell) for the local pool: ``resources.cpus`` threads per cell when the
-    grid says, else two; never more threads in all than the machine has cores."""
+    grid says, else two; never more threads in all than the machine has cores, nor more jobs than cells left."""
     cores = machine_cores()
     if jobs is None:
         jobs = max(1, cores // int(grid.resources.get("cpus") or 2))
     if jobs < 1:
         raise BenchError(f"--jobs must be at least 1, got {jobs}")
+    jobs = min(jobs, cells_left) if cells_left else jobs
     return jobs, max(1, cores // jobs)
 
 
@@ -272,8 +307,8 @@ def _cell_job(cell: Cell, grid: Grid, cwd: str, threads: int | None) -> str:
 
 
 def _run_local(todo: list[Cell], grid: Grid, jobs: int | None, echo) -> list[tuple[Cell, str]]:
-    jobs, threads = local_plan(grid, jobs)
-    echo(f"local: {min(jobs, len(todo))} at a time, {threads} torch threads each ({machine_cores()} cores)")
+    jobs, threads = local_plan(grid, jobs, len(todo))
+    echo(f"local: {jobs} at a time, {threads} torch threads each ({machine_cores()} cores)")
     if jobs == 1:  # in this process, the cell's commands echoed as they start
         failed = []
         for k, cell in enumerate(todo, 1):

@@ -132,12 +132,13 @@ def plot_saturation(evals: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def snapshot_curves(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+def snapshot_curves(run_dirs: Sequence[str | Path], labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Per run, scorer and evaluated step (pretrained, snapshots, final): the mean score on the evaluation seeds of
-    the training split, and the training samples drawn by then (rounds from train.jsonl x samples_per_round)."""
+    the training split, and the training samples drawn by then (rounds from train.jsonl x samples_per_round).
+    ``labels`` (run folder name -> label) replaces the labels made from the configs."""
     runs = sorted_runs(run_dirs)
     configs = {d.name: read_config(d) for d in runs}
-    labels = run_labels(configs)
+    labels = run_labels(configs) | (labels or {})
     frames = []
     for d in runs:
         path = d / "eval.parquet"
@@ -169,6 +170,29 @@ def plot_curves(curves: pd.DataFrame, path: Path, measures: Sequence[str]) -> Pa
         sns.lineplot(data=curves[curves.scorer == scorer], x="samples", y="value", hue="label", hue_order=order,
                      marker="o", errorbar=("ci", 95), n_boot=500, seed=0, ax=ax)  # fmt: skip
         ax.set(title=f"{scorer} on evaluation seeds", xlabel="training samples", ylabel="mean score")
+    return _save(fig, path)
+
+
+def plot_gold_vs_proxy(curves: pd.DataFrame, path: Path, proxy: str | None, gold: str | None,
+                       title: str | None = None) -> Path | None:  # fmt: skip
+    """Along training: the gold measure against the proxy at each evaluated step (pretrained, snapshots, final), one
+    line per label (mean over its runs). Where the proxy keeps rising while gold stalls or falls, the line bends
+    right: reward over-optimisation, which only a world with a gold measure can draw."""
+    if curves.empty or proxy is None or gold is None or curves.groupby("run").step.nunique().max() < 3:
+        return None
+    both = curves[curves.scorer.isin([proxy, gold])]
+    wide = both.pivot_table(index=["label", "run", "samples"], columns="scorer", values="value").reset_index()
+    if proxy not in wide or gold not in wide:
+        return None
+    means = wide.groupby(["label", "samples"])[[proxy, gold]].mean().reset_index().sort_values(["label", "samples"])
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for label in _order(means.label):
+        part = means[means.label == label]
+        ax.plot(part[proxy], part[gold], marker="o", label=label)
+        ax.annotate("start", (part[proxy].iloc[0], part[gold].iloc[0]), fontsize=7, alpha=0.6)
+    ax.set(xlabel=f"proxy ({proxy})", ylabel=f"gold ({gold})",
+           title=title or "gold against proxy along training (mean over seeds)")  # fmt: skip
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

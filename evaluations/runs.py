@@ -105,19 +105,20 @@ def pretrained_labels(configs: dict[str, dict]) -> dict[str, str]:
     return labels
 
 
-def load_eval(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+def load_eval(run_dirs: Sequence[str | Path], labels: dict[str, str] | None = None) -> pd.DataFrame:
     """All eval rows of the runs, with ``label`` (row label) and ``model`` columns added.
 
     Step 0 rows (the pretrained model) are labelled by :func:`pretrained_labels` and de-duplicated: every run
     re-scores the same pretrained model on the same seeds, and counting those images once per run would shrink the
-    interval for no reason. Other rows keep only each run's last step (its final LoRA).
+    interval for no reason. Other rows keep only each run's last step (its final LoRA). ``labels`` (run folder
+    name -> label) names the tuned rows instead of the labels made from the configs.
 
     Raises:
         BenchError: a folder has no config.yaml or no eval.parquet.
     """
     runs = sorted_runs(run_dirs)
     configs = {d.name: read_config(d) for d in runs}
-    labels = run_labels(configs)
+    labels = run_labels(configs) | (labels or {})
     models = {name: str(cfg.get("model", "?")) for name, cfg in configs.items()}
     frames = []
     for d in runs:

@@ -41,6 +41,7 @@ def build_table(
     scorers: Sequence[str] | None = None,
     n_boot: int = 2000,
     seed: int = 0,
+    labels: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per method label (``pretrained`` first), one column group per (scorer, split).
 
@@ -51,13 +52,14 @@ def build_table(
             sorted.
         n_boot: bootstrap resamples per cell.
         seed: bootstrap seed, the same for every cell.
+        labels: run folder name -> row label, instead of the labels made from the configs.
 
     Returns:
         DataFrame indexed by ``method`` (the row label, plus `` [N runs]`` where N > 1 runs are pooled) with
         MultiIndex columns (scorer, split, stat); NaN values (a scorer that does not apply to an image) are left out
         of a cell, and a cell with no values is NaN with n = 0.
     """
-    df = load_eval(run_dirs)
+    df = load_eval(run_dirs, labels)
     scorers = list(scorers) if scorers else sorted(set(df.scorer) - label_scorers(set(df.scorer)))
     splits = list(splits) if splits else sorted(set(df.split))
     df = df[df.scorer.isin(scorers) & df.split.isin(splits) & df.value.notna()]

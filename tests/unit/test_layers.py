@@ -17,7 +17,7 @@ CORE = {"bench", "bench.errors", "bench.config", "bench.registry", "bench.models
 REPORTING = {"bench.evaluations.runs", "bench.evaluations.tables", "bench.evaluations.plots",
              "bench.evaluations.report", "bench.evaluations.standing", "bench.evaluate", "bench.resolve",
              "bench.clitools"}  # fmt: skip
-CLI = {"bench.cli", "bench.sweep", "bench.perf", "bench.perf_sd", "bench.perf_report"}
+CLI = {"bench.cli", "bench.sweep", "bench.paper", "bench.perf", "bench.perf_sd", "bench.perf_report"}
 WORLDS = ("bench.shapes", "bench.sd")
 LAYER_NAMES = {1: "core", 2: "methods and scorers", 3: "worlds and reporting", 4: "cli"}
 

@@ -1,0 +1,286 @@
+"""`bench paper [--quick] [--tables-only]`: the DPOK paper's experiments on the shapes world, from grid files.
+
+Every ``configs/paper/shapes-*.yaml`` is an ordinary `bench sweep` grid (bench/sweep.py); its cells go to
+``results/paper/<study>/`` (``results/paper-quick/`` with ``--quick``, which applies each grid's ``quick`` section:
+smaller budgets, fewer seeds). Then the tables and figures are rebuilt from the run folders alone, so
+``--tables-only`` on committed run summaries gives the same bytes:
+
+- ``paper-table1`` (Sec. 5.2): one table per family prompt, every arm beside the pretrained model on that prompt;
+  and the bias table of the same LoRAs on the bias prompts (the grid's second ``eval`` call).
+- ``paper-table2`` (Sec. 5.5): DPOK on the train split, scored on every split it was evaluated on.
+- ``paper-kl`` (Sec. 5.3): the final scores per beta, the final rollout KL, scores against training samples, and
+  gold against proxy along training (the over-optimisation curve).
+- any other grid: one table of all its cells.
+
+Rows are labelled by the cells' axis values (seed and prompt left out), so an arm reads as the grid names it.
+Intervals resample runs, then images (evaluations.tables). ``runs.md`` lists per arm its seeds, wall time and
+commits. Every output of a quick build says so in its first line.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.evaluations.bias import bias_from_eval
+from bench.evaluations.runs import label_scorers, load_eval, load_training
+from bench.evaluations.tables import build_table, to_csv, to_latex, to_markdown
+from bench.stats import cluster_bootstrap_ci
+from bench.sweep import Cell, Grid, cells, load_grid, run_folder, run_grid, state
+
+GRIDS = "configs/paper/shapes-*.yaml"
+SPLIT_AXES = ("seed", "prompt")  # axes that a row pools (seeds) or that a table is split by (prompts)
+QUICK_NOTE = "Quick check (`bench paper --quick`): small budgets and one seed; not the paper's protocol."
+N_BOOT = 2000
+
+
+def study_name(grid: Grid) -> str:
+    return grid.name.removeprefix("paper-")
+
+
+def load_grids(pattern: str, out: Path, quick: bool) -> list[Grid]:
+    """The paper's grids, each rooted at ``out/<study>``."""
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise BenchError(f"no grid files match {pattern}")
+    grids = []
+    for f in files:
+        name = load_grid(f).name
+        grids.append(load_grid(f, quick=quick, root=out / name.removeprefix("paper-")))
+    return grids
+
+
+def done_cells(grid: Grid) -> list[tuple[Cell, Path]]:
+    return [(c, run_folder(c)) for c in cells(grid) if state(c, grid) == "done"]
+
+
+def arm_label(cell: Cell) -> str:
+    """The row label of a cell: its axis values but seed and prompt (``dpok``, ``beta=0.01``)."""
+    parts = [(k, v) for k, v in cell.values.items() if k not in SPLIT_AXES]
+    if len(parts) == 1 and parts[0][0] == "arm":
+        return str(parts[0][1])
+    shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in parts)
+    return shown or str(cell.options.get("method", "run"))
+
+
+def _write(out: Path, stem: str, table: pd.DataFrame, title: str, quick: bool) -> list[Path]:
+    """A table as Markdown (with its title), CSV and LaTeX."""
+    out.mkdir(parents=True, exist_ok=True)
+    head = (f"{QUICK_NOTE}\n\n" if quick else "") + f"{title}\n\n"
+    files = {f"{stem}.md": head + to_markdown(table), f"{stem}.csv": to_csv(table), f"{stem}.tex": to_latex(table)}
+    if quick:
+        files[f"{stem}.csv"] = f"# {QUICK_NOTE}\n" + files[f"{stem}.csv"]
+        files[f"{stem}.tex"] = f"% {QUICK_NOTE}\n" + files[f"{stem}.tex"]
+    paths = []
+    for name, text in files.items():
+        (out / name).write_text(text if text.endswith("\n") else text + "\n")
+        paths.append(out / name)
+    return paths
+
+
+def _eval_scorers(grid: Grid, k: int = 0) -> list[str] | None:
+    scorers = grid.eval[k].get("scorers") if len(grid.eval) > k else None
+    return [s.strip() for s in str(scorers).split(",")] if scorers else None
+
+
+def _eval_split(grid: Grid, k: int) -> str:
+    from bench.sweep import eval_split
+
+    return eval_split(grid.eval[k])
+
+
+def _prompt_of(cell: Cell) -> str:
+    return str(cell.options.get("prompts", ""))
+
+
+def _family(cell: Cell) -> str:
+    value = cell.values.get("prompt", "")
+    return str(value) if value else _prompt_of(cell)
+
+
+def table1(grid: Grid, out: Path, quick: bool) -> list[Path]:
+    done = done_cells(grid)
+    labels = {run.name: arm_label(c) for c, run in done}
+    written = []
+    families = list(dict.fromkeys(_family(c) for c, _ in done))
+    for family in families:
+        runs = [run for c, run in done if _family(c) == family]
+        prompt = next(_prompt_of(c) for c, _ in done if _family(c) == family)
+        table = build_table(runs, splits=[_eval_split(grid, 0)], scorers=_eval_scorers(grid), n_boot=N_BOOT,
+                            labels=labels)  # fmt: skip
+        title = f"Table 1, {family}: '{prompt}', one LoRA per prompt; mean [95% interval: runs, then images]"
+        written += _write(out / "tables", f"table1-{family}", table, title, quick)
+    if len(grid.eval) > 1:
+        written += bias_table(grid, [run for _, run in done], labels, out, quick)
+    return written
+
+
+def bias_table(grid: Grid, runs: list[Path], labels: dict, out: Path, quick: bool) -> list[Path]:
+    """Scores on the bias prompts (the stereotype rate, oversaturation) and, per category scorer, the total
+    variation distance of its categories from uniform per prompt (0: no preference), with an interval that
+    resamples runs, then prompts."""
+    split = _eval_split(grid, 1)
+    evals = load_eval(runs, labels)
+    evals = evals[evals.split == split]
+    if evals.empty:
+        return []
+    categorical = sorted(label_scorers(set(evals.scorer)))
+    scores = [s for s in (_eval_scorers(grid, 1) or sorted(set(evals.scorer))) if s not in categorical]
+    table = build_table(runs, splits=[split], scorers=scores, n_boot=N_BOOT, labels=labels)
+    bare = [re.sub(r" \[\d+ runs\]$", "", name) for name in table.index]  # "dpok [3 runs]" -> "dpok"
+    for scorer in categorical:
+        bias = bias_from_eval(evals, scorer).dropna(subset=["tv_bias"])
+        cells = []
+        for label in bare:
+            part = bias[bias.label == label]
+            clusters = [g.tv_bias.to_numpy() for _, g in part.groupby("run")]
+            cells.append([*cluster_bootstrap_ci(clusters, n_boot=N_BOOT, seed=0), int(len(part))])
+        for k, stat in enumerate(("mean", "lo", "hi", "n")):
+            table[(f"{scorer} tv-bias", split, stat)] = [c[k] for c in cells]
+    table = table.astype({c: int for c in table.columns if c[2] == "n"})
+    title = (
+        f"Bias and oversaturation on '{split}' before and after, per arm (Table 1's LoRAs); tv-bias: distance "
+        "of a category scorer's categories from uniform per prompt, mean [95% interval: runs, then prompts]"
+    )
+    return _write(out / "tables", "bias", table, title, quick)
+
+
+def table2(grid: Grid, out: Path, quick: bool) -> list[Path]:
+    done = done_cells(grid)
+    labels = {run.name: arm_label(c) for c, run in done}
+    splits = [_eval_split(grid, k) for k in range(len(grid.eval))]
+    table = build_table([run for _, run in done], splits=splits, scorers=_eval_scorers(grid), n_boot=N_BOOT,
+                        labels=labels)  # fmt: skip
+    title = f"Table 2, multi-prompt: trained on '{grid.run.get('prompts')}', scored on {', '.join(splits)}"
+    return _write(out / "tables", "table2", table, title, quick)
+
+
+def final_kl(runs: list[Path], labels: dict, last: int = 10) -> pd.DataFrame:
+    """Per label: the rollout KL of the last ``last`` rounds, mean over runs, with its runs' min and max."""
+    train = load_training(runs)
+    key = "kl_rollout" if "kl_rollout" in train else "kl"
+    rows = []
+    for run, part in train.groupby("run"):
+        tail = part[part["round"] > part["round"].max() - last]
+        rows.append({"label": labels.get(run, run), "run": run, "kl": float(tail[key].mean())})
+    df = pd.DataFrame(rows)
+    summary = df.groupby("label").kl.agg(["mean", "min", "max", "count"]).reset_index()
+    return summary.rename(columns={"count": "runs"})
+
+
+def kl_study(grid: Grid, out: Path, quick: bool) -> list[Path]:
+    from bench.evaluations.plots import measures, plot_curves, plot_gold_vs_proxy, snapshot_curves
+
+    done = done_cells(grid)
+    runs = [run for _, run in done]
+    labels = {run.name: arm_label(c) for c, run in done}
+    table = build_table(runs, splits=[_eval_split(grid, 0)], scorers=_eval_scorers(grid), n_boot=N_BOOT,
+                        labels=labels)  # fmt: skip
+    written = _write(out / "tables", "kl", table, "KL ablation: final LoRA per beta", quick)
+    kl = final_kl(runs, labels)
+    lines = ([QUICK_NOTE, ""] if quick else []) + [
+        "Final rollout KL per beta (mean of the last 10 rounds of train.jsonl; mean over runs, min and max)", "",
+        "| arm | runs | KL mean | min | max |", "|---|---:|---:|---:|---:|",
+        *[f"| {r.label} | {r.runs} | {r['mean']:.4f} | {r['min']:.4f} | {r['max']:.4f} |" for _, r in kl.iterrows()],
+    ]  # fmt: skip
+    (out / "tables" / "kl-final.md").write_text("\n".join(lines) + "\n")
+    kl.to_csv(out / "tables" / "kl-final.csv", index=False, float_format="%.6f")
+    written += [out / "tables" / "kl-final.md", out / "tables" / "kl-final.csv"]
+    curves = snapshot_curves(runs, labels)
+    evals_scored = set(curves.scorer) if not curves.empty else set()
+    proxy, gold = measures(runs, evals_scored)
+    for made in (
+        plot_curves(curves, out / "plots" / "kl-curves.png", [m for m in (proxy, gold) if m]),
+        plot_gold_vs_proxy(
+            curves, out / "plots" / "kl-gold-vs-proxy.png", proxy, gold, title="quick check" if quick else None
+        ),  # fmt: skip
+    ):
+        if made is not None:
+            written.append(made)
+    return written
+
+
+def generic(grid: Grid, out: Path, quick: bool) -> list[Path]:
+    done = done_cells(grid)
+    labels = {run.name: arm_label(c) for c, run in done}
+    table = build_table([run for _, run in done], n_boot=N_BOOT, labels=labels)
+    return _write(out / "tables", study_name(grid), table, f"{grid.name}: every cell", quick)
+
+
+BUILDERS: dict[str, Callable[[Grid, Path, bool], list[Path]]] = {
+    "paper-table1": table1,
+    "paper-table2": table2,
+    "paper-kl": kl_study,
+}
+
+
+def runs_table(grids: list[Grid], out: Path, quick: bool) -> Path:
+    """Per study and arm: seeds done, wall time of training (timing.jsonl), and the commits the runs came from."""
+    head = ["| study | arm | seeds | runs | training wall time (min) | commits |", "|---|---|---|---:|---:|---|"]
+    lines = ([QUICK_NOTE, ""] if quick else []) + head
+    total = 0.0
+    for grid in grids:
+        arms: dict[str, list[tuple[Cell, Path]]] = {}
+        for cell, run in done_cells(grid):
+            arms.setdefault(arm_label(cell), []).append((cell, run))
+        for arm, members in arms.items():
+            seeds = sorted({int(c.options.get("seed", 0)) for c, _ in members})
+            wall = sum(_wall_s(run) for _, run in members)
+            total += wall
+            commits = sorted({_commit(run) for _, run in members})
+            lines.append(f"| {study_name(grid)} | {arm} | {', '.join(map(str, seeds))} | {len(members)} | "
+                         f"{wall / 60:.1f} | {', '.join(commits)} |")  # fmt: skip
+    lines += ["", f"Training wall time of every run above: {total / 3600:.2f} h (evaluation not included)."]
+    path = out / "tables" / "runs.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _wall_s(run: Path) -> float:
+    path = run / "timing.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return float(rows[-1]["time_s"]) if rows else 0.0
+
+
+def _commit(run: Path) -> str:
+    path = run / "env.json"
+    git = json.loads(path.read_text()).get("git") if path.is_file() else None
+    return str(git)[:10] if git else "?"
+
+
+def build_outputs(grids: list[Grid], out: Path, quick: bool) -> list[Path]:
+    """Every table and figure of the grids' finished cells, from their run folders only."""
+    written = []
+    for grid in grids:
+        if not done_cells(grid):
+            continue
+        written += BUILDERS.get(grid.name, generic)(grid, out, quick)
+    written.append(runs_table(grids, out, quick))
+    return written
+
+
+def run_paper(pattern: str = GRIDS, out: str | Path | None = None, quick: bool = False, tables_only: bool = False,
+              executor: str = "local", jobs: int | None = None, echo=print) -> list[Path]:  # fmt: skip
+    """Run the paper's grids (unless ``tables_only``), then write their tables and figures under ``out``."""
+    out = Path(out or ("results/paper-quick" if quick else "results/paper"))
+    grids = load_grids(pattern, out, quick)
+    failures = []
+    if not tables_only:
+        for grid in grids:
+            try:
+                run_grid(grid, echo=echo, executor=executor, jobs=jobs)
+            except BenchError as exc:  # tables of what did finish are still written
+                failures.append(str(exc))
+    written = build_outputs(grids, out, quick)
+    for path in written:
+        echo(f"wrote {path}")
+    if failures:
+        raise BenchError("; ".join(failures))
+    return written

@@ -1,0 +1,95 @@
+"""`bench paper`: the paper's grids run through `bench sweep`, then every table and figure is rebuilt from the run
+folders alone; `--tables-only` gives the same bytes, and a quick build says so in every output."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from tests.integration.cli_helpers import run_cli
+
+FAST = ["sampling.num_steps=2"]
+DPOK = {"samples_per_round": 2, "batch_size": 2, "grad_accum": 2, "buffer_size": 4, "value_batch_size": 4}
+SFT = {"num_samples": 2, "sample_batch_size": 2, "batch_size": 2, "updates_per_round": 1}
+SCORERS = "shapes-reward,shapes-oracle,shapes-quality,oversaturation"
+
+
+def _grids(folder: Path) -> str:
+    """Small copies of configs/paper's three grids on the shipped shapes model, two denoising steps."""
+    folder.mkdir()
+    table1 = {
+        "name": "paper-table1",
+        "run": {"set": FAST, "checkpoint_every": 1},
+        "axes": {"prompt": [{"name": "count", "prompts": "four circles"}],
+                 "arm": [{"name": "sft-kl-d", "method": "sft", "steps": 1, "gamma": 1.0, **SFT},
+                         {"name": "dpok", "method": "dpok", "steps": 1, "beta": 0.01, **DPOK}],
+                 "seed": [0]},
+        "eval": [{"samples": 2, "scorers": SCORERS},
+                 {"prompts": "a circle|a circle in the sky", "split": "bias", "samples": 2,
+                  "scorers": "shapes-stereotype,shapes-colour,shapes-background,oversaturation"}],
+        "quick": {"run": {"steps": 1}},
+    }  # fmt: skip
+    table2 = {
+        "name": "paper-table2",
+        "run": {"method": "dpok", "prompts": "four circles|a red square", "steps": 1, "set": FAST, **DPOK},
+        "axes": {"seed": [0]},
+        "eval": [{"prompts": "four circles|a red square", "split": "train", "samples": 1, "scorers": SCORERS},
+                 {"prompts": "three squares", "split": "heldout", "samples": 1, "scorers": SCORERS}],
+    }  # fmt: skip
+    kl = {
+        "name": "paper-kl",
+        "run": {"method": "dpok", "prompts": "four circles", "steps": 2, "snapshot_every": 1, "set": FAST, **DPOK},
+        "axes": {"beta": [0.0, 0.1], "seed": [0]},
+        "eval": [{"samples": 2, "snapshots": True, "scorers": SCORERS}],
+    }  # fmt: skip
+    for name, grid in (("table1", table1), ("table2", table2), ("kl", kl)):
+        (folder / f"shapes-{name}.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
+    return str(folder / "shapes-*.yaml")
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and ("tables" in p.parts or "plots" in p.parts)}  # fmt: skip
+
+
+def test_paper_runs_the_grids_writes_every_table_and_rebuilds_them_byte_for_byte(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pattern = _grids(tmp_path / "grids")
+    out = tmp_path / "paper"
+    code, stdout, err = run_cli(capsys, ["paper", "--grids", pattern, "--out", str(out), "--jobs", "2"])
+    assert code == 0, stdout + err
+    made = _outputs(out)
+    expected = {f"tables/{stem}.{ext}" for stem in ("table1-count", "bias", "table2", "kl")
+                for ext in ("md", "csv", "tex")}  # fmt: skip
+    expected |= {"tables/kl-final.md", "tables/kl-final.csv", "tables/runs.md", "plots/kl-curves.png",
+                 "plots/kl-gold-vs-proxy.png"}  # fmt: skip
+    assert set(made) == expected, sorted(made)
+    table1 = made["tables/table1-count.md"].decode()
+    rows = [line.split(" | ")[0].strip("| ") for line in table1.splitlines() if line.startswith("| ")]
+    assert rows == ["method", "pretrained", "dpok", "sft-kl-d"], table1  # arms by their grid names
+    assert "shapes-oracle (train)" in table1 and "oversaturation (train)" in table1
+    table2 = made["tables/table2.md"].decode()
+    assert "shapes-oracle (heldout)" in table2 and "shapes-oracle (train)" in table2
+    assert "shapes-stereotype (bias)" in made["tables/bias.md"].decode()
+    assert "shapes-colour tv-bias (bias)" in made["tables/bias.md"].decode()
+    kl = made["tables/kl-final.md"].decode()
+    assert "| beta=0 | 1 |" in kl and "| beta=0.1 | 1 |" in kl
+    runs = made["tables/runs.md"].decode()
+    assert "| table1 | dpok | 0 | 1 |" in runs and "Training wall time of every run above" in runs
+    # From the run folders alone: a copy of the summaries (no weights) rebuilds the same bytes.
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("lora", "checkpoint", "snapshots", "sweep.*", "tables",
+                                                             "plots"))  # fmt: skip
+    code, stdout, err = run_cli(capsys, ["paper", "--grids", pattern, "--out", str(copy), "--tables-only"])
+    assert code == 0, stdout + err
+    assert _outputs(copy) == made
+    # --quick goes to its own folder and says so in every table.
+    quick = tmp_path / "quick"
+    code, stdout, err = run_cli(capsys, ["paper", "--grids", str(tmp_path / "grids" / "shapes-table1.yaml"),
+                                         "--out", str(quick), "--quick", "--jobs", "2"])  # fmt: skip
+    assert code == 0, stdout + err
+    for name, text in _outputs(quick).items():
+        if name.endswith((".md", ".csv", ".tex")):
+            assert "Quick check" in text.decode().splitlines()[0], name
