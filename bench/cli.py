@@ -277,7 +277,14 @@ def sweep_cmd(
     if executor not in EXECUTORS:
         raise BenchError(f"--executor: unknown {executor!r}; known: {', '.join(EXECUTORS)}")
     if dry_run:
+        from bench.sweep import resolve_cell
+
         todo = [c for c in cells(grid) if state(c, grid) not in ("done", "running")]
+        for cell in todo:  # every cell's config is built and checked; nothing runs
+            try:
+                resolve_cell(cell)
+            except BenchError as exc:
+                raise BenchError(f"cell {cell.name}: {exc}") from None
         if executor == "slurm" and todo:
             typer.echo(sbatch_script(grid, todo, jobs), nl=False)
         for cell in todo:

@@ -5,10 +5,12 @@ Every ``configs/paper/shapes-*.yaml`` is an ordinary `bench sweep` grid (bench/s
 smaller budgets, fewer seeds). Then the tables and figures are rebuilt from the run folders alone, so
 ``--tables-only`` on committed run summaries gives the same bytes:
 
-- ``paper-table1`` (Sec. 5.2): one table per family prompt, every arm beside the pretrained model on that prompt;
-  and the bias table of the same LoRAs on the bias prompts (the grid's second ``eval`` call).
-- ``paper-table2`` (Sec. 5.5): DPOK on the train split, scored on every split it was evaluated on.
-- ``paper-kl`` (Sec. 5.3): the final scores per beta, the final rollout KL, scores against training samples, and
+A grid's tables follow the last part of its name (``paper-table1``, ``paper-sd15-table1``: Table 1):
+
+- ``table1`` (Sec. 5.2): one table per family prompt, every arm beside the pretrained model on that prompt; and
+  the bias table of the same LoRAs on the bias prompts (the grid's second ``eval`` call).
+- ``table2`` (Sec. 5.5): DPOK on the train split, scored on every split it was evaluated on.
+- ``kl`` (Sec. 5.3): the final scores per beta, the final rollout KL, scores against training samples, and
   gold against proxy along training (the over-optimisation curve).
 - any other grid: one table of all its cells.
 
@@ -49,10 +51,10 @@ def load_grids(pattern: str, out: Path, quick: bool) -> list[Grid]:
     files = sorted(glob.glob(pattern))
     if not files:
         raise BenchError(f"no grid files match {pattern}")
-    grids = []
-    for f in files:
-        name = load_grid(f).name
-        grids.append(load_grid(f, quick=quick, root=out / name.removeprefix("paper-")))
+    grids = [load_grid(f, quick=quick, root=out / load_grid(f).name.removeprefix("paper-")) for f in files]
+    names = [g.name for g in grids]
+    if len(set(names)) < len(names):
+        raise BenchError(f"{pattern}: two grids share a name ({', '.join(sorted(names))}); each needs its own")
     return grids
 
 
@@ -213,11 +215,12 @@ def generic(grid: Grid, out: Path, quick: bool) -> list[Path]:
     return _write(out / "tables", study_name(grid), table, f"{grid.name}: every cell", quick)
 
 
-BUILDERS: dict[str, Callable[[Grid, Path, bool], list[Path]]] = {
-    "paper-table1": table1,
-    "paper-table2": table2,
-    "paper-kl": kl_study,
-}
+BUILDERS: dict[str, Callable[[Grid, Path, bool], list[Path]]] = {"table1": table1, "table2": table2, "kl": kl_study}
+
+
+def builder(grid: Grid) -> Callable[[Grid, Path, bool], list[Path]]:
+    """A grid's tables by the last part of its name: paper-table1 and paper-sd15-table1 both make Table 1."""
+    return BUILDERS.get(grid.name.rsplit("-", 1)[-1], generic) if grid.name.startswith("paper-") else generic
 
 
 def runs_table(grids: list[Grid], out: Path, quick: bool) -> Path:
@@ -261,7 +264,7 @@ def build_outputs(grids: list[Grid], out: Path, quick: bool) -> list[Path]:
     for grid in grids:
         if not done_cells(grid):
             continue
-        written += BUILDERS.get(grid.name, generic)(grid, out, quick)
+        written += builder(grid)(grid, out, quick)
     written.append(runs_table(grids, out, quick))
     return written
 

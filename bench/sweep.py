@@ -223,6 +223,30 @@ def _option_args(options: dict, command: str = "run") -> list[str]:
     return args
 
 
+def resolve_cell(cell: Cell):
+    """The cell's run config as `bench run` would build it (settings files, options, method options), without
+    running anything: a bad option or a preset's fixed setting is found before a grid starts."""
+    from bench.clitools import register_plugins
+    from bench.resolve import resolve_run_config
+
+    options = {k: v for k, v in cell.options.items() if k != "log_with"}
+    register_plugins([options["plugin"]] if isinstance(options.get("plugin"), str) else options.get("plugin") or [])
+    args = _option_args({k: v for k, v in options.items() if k not in COMMON_OPTIONS | {"plugin"}})
+    sets, method_args, k = [], [], 0
+    while k < len(args):
+        if args[k] == "--set":
+            sets.append(args[k + 1])
+            k += 2
+        elif k + 1 < len(args) and not args[k + 1].startswith("--"):
+            method_args += args[k : k + 2]
+            k += 2
+        else:
+            method_args.append(args[k])
+            k += 1
+    common = {k: options.get(k) for k in COMMON_OPTIONS - {"config", "plugin"}}
+    return resolve_run_config(options.get("config"), common, sets, method_args)[0]
+
+
 def _bench(args: list[str], cell: Cell, echo, threads: int | None = None) -> None:
     """Run ``bench ARGS`` for a cell, its output appended to the cell's sweep.log; a failure is recorded in
     sweep.failed (the command and its last output line) for ``--status``. ``threads`` caps its torch threads."""
