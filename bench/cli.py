@@ -301,7 +301,7 @@ def paper_cmd(
     grids: str = typer.Option("configs/paper/shapes-*.yaml", "--grids", help="grid files (a glob pattern)"),
     out: str = typer.Option(None, "--out", help="output folder (default results/paper, or results/paper-quick)"),
     executor: str = typer.Option("local", "--executor", help="local, slurm or ray (see `bench sweep`)"),
-    jobs: int = typer.Option(None, "--jobs", help="cells at a time (see `bench sweep`)"),
+    jobs: int = typer.Option(None, "--jobs", help="cells at a time (see `bench sweep`; --quick: one per core)"),
 ) -> None:
     from bench.paper import run_paper
 

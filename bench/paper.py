@@ -199,9 +199,7 @@ def kl_study(grid: Grid, out: Path, quick: bool) -> list[Path]:
     proxy, gold = measures(runs, evals_scored)
     for made in (
         plot_curves(curves, out / "plots" / "kl-curves.png", [m for m in (proxy, gold) if m]),
-        plot_gold_vs_proxy(
-            curves, out / "plots" / "kl-gold-vs-proxy.png", proxy, gold, title="quick check" if quick else None
-        ),  # fmt: skip
+        plot_gold_vs_proxy(curves, out / "plots" / "kl-gold-vs-proxy.png", proxy, gold, quick=quick),
     ):
         if made is not None:
             written.append(made)
@@ -274,6 +272,10 @@ def run_paper(pattern: str = GRIDS, out: str | Path | None = None, quick: bool =
     """Run the paper's grids (unless ``tables_only``), then write their tables and figures under ``out``."""
     out = Path(out or ("results/paper-quick" if quick else "results/paper"))
     grids = load_grids(pattern, out, quick)
+    if quick and jobs is None and executor == "local":  # tiny cells spend most of their time starting up: one a core
+        from bench.sweep import machine_cores
+
+        jobs = machine_cores()
     failures = []
     if not tables_only:
         for grid in grids:

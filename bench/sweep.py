@@ -6,7 +6,8 @@ A grid file names a study folder, the run options every cell shares, the axes to
     run: {method: dpok, beta: 0.01, prompts: "four squares", steps: 100}
     axes: {reward: [shapes-reward, shapes-oracle], seed: [0, 1, 2, 3, 4]}
     eval: {samples: 256}              # `bench eval` options; omit to train only, or a list: one call each
-    quick: {run: {steps: 10}, eval: {samples: 32}, axes: {seed: [0]}}   # what --quick changes (optional)
+    quick: {run: {steps: 10}, eval: {samples: 32}, axes: {seed: [0]}}   # what --quick changes (optional;
+                                      # its eval: a mapping for every call, or a list with one per call)
 
 Run options are `bench run` options without the dashes (a method option such as ``beta`` too); ``set`` takes a
 list of ``section.key=value`` overrides. An axis value may be a *variant*, a mapping of options that change
@@ -96,7 +97,11 @@ def load_grid(path: str | Path, quick: bool = False, root: str | Path | None = N
             raise BenchError(f"{path}: quick: unknown keys {sorted(bad)} (run, eval, axes)")
         data["run"] = dict(data.get("run") or {}) | dict(fast.get("run") or {})
         data["axes"] = dict(data.get("axes") or {}) | dict(fast.get("axes") or {})
-        evals = [e | dict(fast.get("eval") or {}) for e in evals]
+        fast_eval = fast.get("eval") or {}  # a mapping for every call, or a list: one per call
+        if isinstance(fast_eval, list) and len(fast_eval) != len(evals):
+            raise BenchError(f"{path}: quick: eval lists {len(fast_eval)} calls; the grid has {len(evals)}")
+        evals = [e | dict(f or {}) for e, f in zip(evals, fast_eval if isinstance(fast_eval, list) else
+                                                     [fast_eval] * len(evals), strict=True)]  # fmt: skip
     axes = data.get("axes") or {}
     for key, values in axes.items():
         if not isinstance(values, list) or not values:

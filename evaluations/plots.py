@@ -174,7 +174,7 @@ def plot_curves(curves: pd.DataFrame, path: Path, measures: Sequence[str]) -> Pa
 
 
 def plot_gold_vs_proxy(curves: pd.DataFrame, path: Path, proxy: str | None, gold: str | None,
-                       title: str | None = None) -> Path | None:  # fmt: skip
+                       quick: bool = False) -> Path | None:  # fmt: skip
     """Along training: the gold measure against the proxy at each evaluated step (pretrained, snapshots, final), one
     line per label (mean over its runs). Where the proxy keeps rising while gold stalls or falls, the line bends
     right: reward over-optimisation, which only a world with a gold measure can draw."""
@@ -189,9 +189,10 @@ def plot_gold_vs_proxy(curves: pd.DataFrame, path: Path, proxy: str | None, gold
     for label in _order(means.label):
         part = means[means.label == label]
         ax.plot(part[proxy], part[gold], marker="o", label=label)
-        ax.annotate("start", (part[proxy].iloc[0], part[gold].iloc[0]), fontsize=7, alpha=0.6)
-    ax.set(xlabel=f"proxy ({proxy})", ylabel=f"gold ({gold})",
-           title=title or "gold against proxy along training (mean over seeds)")  # fmt: skip
+    start = means[means.samples == means.samples.min()][[proxy, gold]].mean()
+    ax.scatter([start[proxy]], [start[gold]], s=120, marker="*", color="black", zorder=3, label="pretrained")
+    title = "gold against proxy along training (mean over seeds)"
+    ax.set(xlabel=f"proxy ({proxy})", ylabel=f"gold ({gold})", title=("quick check: " if quick else "") + title)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
