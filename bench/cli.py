@@ -100,7 +100,7 @@ def run(
     if trackers:
         from bench.trainer import check_trackers
 
-        check_trackers(trackers, Path("."))  # a missing package is an error before the run folder exists
+        check_trackers(trackers)  # a missing package is an error before the run folder exists
     quiet_libraries()
     _train(cfg, method_cls, model_path, prompt_list, scorer, trackers=trackers)
 
@@ -267,19 +267,18 @@ def sweep_cmd(
     ray_address: str = typer.Option(None, "--ray-address", help="ray: the cluster's address (default: start one)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print what would run (slurm: the sbatch script)"),
 ) -> None:
-    from bench.sweep import EXECUTORS, cells, load_grid, run_grid, sbatch_script, state, status_lines
+    from bench.sweep import check_executor, load_grid, pending, run_grid, sbatch_script, state, status_lines
 
     grid = load_grid(grid_file)
     if status:
         for line in status_lines(grid):
             typer.echo(line)
         return
-    if executor not in EXECUTORS:
-        raise BenchError(f"--executor: unknown {executor!r}; known: {', '.join(EXECUTORS)}")
+    check_executor(executor)
     if dry_run:
         from bench.sweep import resolve_cell
 
-        todo = [c for c in cells(grid) if state(c, grid) not in ("done", "running")]
+        todo = pending(grid)
         for cell in todo:  # every cell's config is built and checked; nothing runs
             try:
                 resolve_cell(cell)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import glob
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,7 +50,8 @@ def load_grids(pattern: str, out: Path, quick: bool) -> list[Grid]:
     files = sorted(glob.glob(pattern))
     if not files:
         raise BenchError(f"no grid files match {pattern}")
-    grids = [load_grid(f, quick=quick, root=out / load_grid(f).name.removeprefix("paper-")) for f in files]
+    names = {f: load_grid(f).name for f in files}
+    grids = [load_grid(f, quick=quick, root=out / names[f].removeprefix("paper-")) for f in files]
     names = [g.name for g in grids]
     if len(set(names)) < len(names):
         raise BenchError(f"{pattern}: two grids share a name ({', '.join(sorted(names))}); each needs its own")
@@ -60,6 +60,12 @@ def load_grids(pattern: str, out: Path, quick: bool) -> list[Grid]:
 
 def done_cells(grid: Grid) -> list[tuple[Cell, Path]]:
     return [(c, run_folder(c)) for c in cells(grid) if state(c, grid) == "done"]
+
+
+def finished(grid: Grid) -> tuple[list[tuple[Cell, Path]], dict[str, str]]:
+    """The grid's done cells with their run folders, and each run's row label."""
+    done = done_cells(grid)
+    return done, {run.name: arm_label(c) for c, run in done}
 
 
 def arm_label(cell: Cell) -> str:
@@ -107,8 +113,7 @@ def _family(cell: Cell) -> str:
 
 
 def table1(grid: Grid, out: Path, quick: bool) -> list[Path]:
-    done = done_cells(grid)
-    labels = {run.name: arm_label(c) for c, run in done}
+    done, labels = finished(grid)
     written = []
     families = list(dict.fromkeys(_family(c) for c, _ in done))
     for family in families:
@@ -135,7 +140,8 @@ def bias_table(grid: Grid, runs: list[Path], labels: dict, out: Path, quick: boo
     categorical = sorted(label_scorers(set(evals.scorer)))
     scores = [s for s in (_eval_scorers(grid, 1) or sorted(set(evals.scorer))) if s not in categorical]
     table = build_table(runs, splits=[split], scorers=scores, n_boot=N_BOOT, labels=labels)
-    bare = [re.sub(r" \[\d+ runs\]$", "", name) for name in table.index]  # "dpok [3 runs]" -> "dpok"
+    known = set(evals.label)  # a row pooling runs reads "label [N runs]" (build_table)
+    bare = [name if name in known else name.rsplit(" [", 1)[0] for name in table.index]
     for scorer in categorical:
         bias = bias_from_eval(evals, scorer).dropna(subset=["tv_bias"])
         cells = []
@@ -154,8 +160,7 @@ def bias_table(grid: Grid, runs: list[Path], labels: dict, out: Path, quick: boo
 
 
 def table2(grid: Grid, out: Path, quick: bool) -> list[Path]:
-    done = done_cells(grid)
-    labels = {run.name: arm_label(c) for c, run in done}
+    done, labels = finished(grid)
     splits = [_eval_split(grid, k) for k in range(len(grid.eval))]
     table = build_table([run for _, run in done], splits=splits, scorers=_eval_scorers(grid), n_boot=N_BOOT,
                         labels=labels)  # fmt: skip
@@ -179,9 +184,8 @@ def final_kl(runs: list[Path], labels: dict, last: int = 10) -> pd.DataFrame:
 def kl_study(grid: Grid, out: Path, quick: bool) -> list[Path]:
     from bench.evaluations.plots import measures, plot_curves, plot_gold_vs_proxy, snapshot_curves
 
-    done = done_cells(grid)
+    done, labels = finished(grid)
     runs = [run for _, run in done]
-    labels = {run.name: arm_label(c) for c, run in done}
     table = build_table(runs, splits=[_eval_split(grid, 0)], scorers=_eval_scorers(grid), n_boot=N_BOOT,
                         labels=labels)  # fmt: skip
     written = _write(out / "tables", "kl", table, "KL ablation: final LoRA per beta", quick)
@@ -192,13 +196,14 @@ def kl_study(grid: Grid, out: Path, quick: bool) -> list[Path]:
         *[f"| {r.label} | {r.runs} | {r['mean']:.4f} | {r['min']:.4f} | {r['max']:.4f} |" for _, r in kl.iterrows()],
     ]  # fmt: skip
     (out / "tables" / "kl-final.md").write_text("\n".join(lines) + "\n")
-    kl.to_csv(out / "tables" / "kl-final.csv", index=False, float_format="%.6f")
+    csv = kl.to_csv(index=False, float_format="%.6f", lineterminator="\n")
+    (out / "tables" / "kl-final.csv").write_text((f"# {QUICK_NOTE}\n" if quick else "") + csv)
     written += [out / "tables" / "kl-final.md", out / "tables" / "kl-final.csv"]
     curves = snapshot_curves(runs, labels)
     evals_scored = set(curves.scorer) if not curves.empty else set()
     proxy, gold = measures(runs, evals_scored)
     for made in (
-        plot_curves(curves, out / "plots" / "kl-curves.png", [m for m in (proxy, gold) if m]),
+        plot_curves(curves, out / "plots" / "kl-curves.png", [m for m in (proxy, gold) if m], quick=quick),
         plot_gold_vs_proxy(curves, out / "plots" / "kl-gold-vs-proxy.png", proxy, gold, quick=quick),
     ):
         if made is not None:
@@ -207,8 +212,7 @@ def kl_study(grid: Grid, out: Path, quick: bool) -> list[Path]:
 
 
 def generic(grid: Grid, out: Path, quick: bool) -> list[Path]:
-    done = done_cells(grid)
-    labels = {run.name: arm_label(c) for c, run in done}
+    done, labels = finished(grid)
     table = build_table([run for _, run in done], n_boot=N_BOOT, labels=labels)
     return _write(out / "tables", study_name(grid), table, f"{grid.name}: every cell", quick)
 
@@ -245,9 +249,17 @@ def runs_table(grids: list[Grid], out: Path, quick: bool) -> Path:
 
 
 def _wall_s(run: Path) -> float:
+    """Training wall time from timing.jsonl, whose clock starts again at each resume: the sum of its segments."""
     path = run / "timing.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-    return float(rows[-1]["time_s"]) if rows else 0.0
+    times = (
+        [json.loads(line)["time_s"] for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    )
+    total, last = 0.0, 0.0
+    for t in times:
+        if t < last:  # a resumed process started its clock at 0
+            total += last
+        last = t
+    return total + last
 
 
 def _commit(run: Path) -> str:
@@ -257,7 +269,12 @@ def _commit(run: Path) -> str:
 
 
 def build_outputs(grids: list[Grid], out: Path, quick: bool) -> list[Path]:
-    """Every table and figure of the grids' finished cells, from their run folders only."""
+    """Every table and figure of the grids' finished cells, from their run folders only (what an earlier build
+    wrote into tables/ and plots/ is removed first, so the folder never mixes builds)."""
+    import shutil
+
+    for folder in ("tables", "plots"):
+        shutil.rmtree(out / folder, ignore_errors=True)
     written = []
     for grid in grids:
         if not done_cells(grid):

@@ -43,8 +43,13 @@ import dataclasses
 import itertools
 import json
 import os
+import queue
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +115,9 @@ def load_grid(path: str | Path, quick: bool = False, root: str | Path | None = N
             raise BenchError(f"{path}: axis {key!r}: a variant (a mapping of options) needs a name")
     if not all(isinstance(e, dict) for e in evals):
         raise BenchError(f"{path}: eval takes `bench eval` options, or a list of them")
+    splits = [eval_split(e) for e in evals]
+    if len(set(splits)) < len(splits):  # a cell is done when each split is scored: two calls must differ in it
+        raise BenchError(f"{path}: two eval calls write the same split ({', '.join(splits)}); give each a split")
     resources = dict(data.get("resources") or {})
     bad = set(resources) - RESOURCE_KEYS
     if bad:
@@ -174,20 +182,35 @@ def _rounds_done(run: Path) -> tuple[int, int]:
     return int(done), steps
 
 
-def _alive(pid_file: Path) -> bool:
-    """Whether another live process wrote ``pid_file`` (this process's own cell is not 'running' to itself)."""
+def _claim_text() -> str:
+    return f"{socket.gethostname()} {os.getpid()}\n"
+
+
+def _alive(pid_file: Path, grid: Grid | None = None) -> bool:
+    """Whether another live process holds the cell. The file says ``host pid``: on this host the process is
+    checked; a cell claimed on another host (a slurm or ray worker) counts as running until the grid's
+    ``resources.timeout_min`` (default 240) has passed since the claim."""
     try:
-        pid = int(pid_file.read_text().split()[0])
-        os.kill(pid, 0)
-    except (OSError, ValueError, IndexError):
+        host, pid = pid_file.read_text().split()[:2]
+        pid, age = int(pid), time.time() - pid_file.stat().st_mtime
+    except (OSError, ValueError):
         return False
-    return pid != os.getpid()
+    if host != socket.gethostname():
+        limit = float((grid.resources if grid else {}).get("timeout_min") or 240) * 60
+        return age < limit
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
 
 
 def state(cell: Cell, grid: Grid) -> str:
     """One of STATES: done (trained and evaluated, or trained when the grid has no eval), running (a sweep process
     is on it now), failed (its last command exited with an error; ``failure`` says how), trained, partial, missing."""
-    if (cell.folder / RUNNING).is_file() and _alive(cell.folder / RUNNING):
+    if (cell.folder / RUNNING).is_file() and _alive(cell.folder / RUNNING, grid):
         return "running"
     run = run_folder(cell)
     if run is not None and _rounds_done(run)[0] >= _rounds_done(run)[1]:
@@ -219,6 +242,9 @@ def _option_args(options: dict, command: str = "run") -> list[str]:
         if key == "set":
             for item in value if isinstance(value, list) else [value]:
                 args += ["--set", str(item)]
+        elif isinstance(value, list) and command == "run" and key == "plugin":  # a repeatable option
+            for item in value:
+                args += ["--plugin", str(item)]
         elif command == "run" and key in settings:
             args += ["--set", f"{key}={value}"]
         elif value is True:
@@ -252,23 +278,50 @@ def resolve_cell(cell: Cell):
     return resolve_run_config(options.get("config"), common, sets, method_args)[0]
 
 
-def _bench(args: list[str], cell: Cell, echo, threads: int | None = None) -> None:
+_CHILDREN: set[subprocess.Popen] = set()  # the `bench` commands running now, stopped cleanly with the sweep
+STOP_WAIT_S = 300  # how long a stopped command may take to finish its round and checkpoint
+
+
+def stop_children() -> None:
+    """SIGTERM every running `bench` command (each finishes its round and checkpoints), then wait for them."""
+    for proc in list(_CHILDREN):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in list(_CHILDREN):
+        try:
+            proc.wait(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _bench(args: list[str], cell: Cell, echo, env: dict | None = None) -> None:
     """Run ``bench ARGS`` for a cell, its output appended to the cell's sweep.log; a failure is recorded in
-    sweep.failed (the command and its last output line) for ``--status``. ``threads`` caps its torch threads."""
+    sweep.failed (the command and its last output line) for ``--status``. ``env`` is added to the environment."""
     echo("$ bench " + " ".join(args))
-    env = dict(os.environ)
-    if threads:
-        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with open(cell.folder / LOG, "a") as log:
         log.write(f"$ bench {' '.join(args)}\n")
         log.flush()
         command = [sys.executable, "-m", "bench.cli", *args]
-        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if done.returncode:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        _CHILDREN.add(proc)
+        try:
+            code = proc.wait()
+        except BaseException:  # Ctrl-C or SIGTERM in this thread: let the command checkpoint, then stop
+            stop_children()
+            raise
+        finally:
+            _CHILDREN.discard(proc)
+    if code:
         lines = [line for line in (cell.folder / LOG).read_text().splitlines() if line.strip()]
         last = lines[-1].split("\r")[-1].strip() if lines else ""
-        (cell.folder / FAILED).write_text(f"exit {done.returncode}: {last}\n")
-        raise BenchError(f"`bench {' '.join(args)}` failed with exit code {done.returncode}: {last}")
+        (cell.folder / FAILED).write_text(f"exit {code}: {last}\n")
+        raise BenchError(f"`bench {' '.join(args)}` failed with exit code {code}: {last}")
+
+
+def cell_env(threads: int | None = None, gpus: str | None = None) -> dict:
+    """Environment of a cell's commands: its torch threads, and the GPUs it may see."""
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
+    return env | ({"CUDA_VISIBLE_DEVICES": gpus} if gpus is not None else {})
 
 
 def failure(cell: Cell) -> str:
@@ -277,23 +330,29 @@ def failure(cell: Cell) -> str:
     return path.read_text().strip() if path.is_file() else ""
 
 
-def run_cell(cell: Cell, grid: Grid, echo=print, threads: int | None = None) -> None:
-    """Bring one cell to done: start, resume or only evaluate its run (a failed cell is retried from its state)."""
+def run_cell(cell: Cell, grid: Grid, echo=print, env: dict | None = None) -> None:
+    """Bring one cell to done: start, resume or only evaluate its run (a failed cell is retried from its state).
+    A cell another live process holds is left to it."""
     cell.folder.mkdir(parents=True, exist_ok=True)
+    claim = cell.folder / RUNNING
+    if claim.is_file() and _alive(claim, grid):
+        echo(f"{cell.name}: held by {claim.read_text().strip()}; left to it")
+        return
+    claim.write_text(_claim_text())
     (cell.folder / FAILED).unlink(missing_ok=True)
-    (cell.folder / RUNNING).write_text(f"{os.getpid()}\n")
     try:
         current = state(cell, grid)
         if current == "missing":
-            _bench(["run", *_option_args(cell.options), "--results-dir", str(cell.folder)], cell, echo, threads)
+            _bench(["run", *_option_args(cell.options), "--results-dir", str(cell.folder)], cell, echo, env)
         elif current == "partial":
             live = ["--log-with", str(cell.options["log_with"])] if cell.options.get("log_with") else []
-            _bench(["run", "--resume", str(run_folder(cell)), *live], cell, echo, threads)
+            _bench(["run", "--resume", str(run_folder(cell)), *live], cell, echo, env)
         if state(cell, grid) == "trained":
             for options in missing_evals(run_folder(cell), grid):
-                _bench(["eval", str(run_folder(cell)), *_option_args(options, "eval")], cell, echo, threads)
+                _bench(["eval", str(run_folder(cell)), *_option_args(options, "eval")], cell, echo, env)
     finally:
-        (cell.folder / RUNNING).unlink(missing_ok=True)
+        if claim.is_file() and claim.read_text() == _claim_text():  # only our own claim
+            claim.unlink()
 
 
 def status_lines(grid: Grid) -> list[str]:
@@ -313,14 +372,28 @@ def machine_cores() -> int:
         return os.cpu_count() or 1
 
 
+def visible_gpus() -> int:
+    """CUDA devices this process can see (0 without torch's CUDA)."""
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except ImportError:
+        return 0
+
+
 def local_plan(grid: Grid, jobs: int | None, cells_left: int | None = None) -> tuple[int, int]:
     """(cells at a time, torch threads per cell) for the local pool: ``resources.cpus`` threads per cell when the
-    grid says, else two; never more threads in all than the machine has cores, nor more jobs than cells left."""
+    grid says, else two; never more threads in all than the machine has cores, nor more jobs than cells left, nor
+    (when cells ask for ``resources.gpus`` and the machine has GPUs) more cells than its GPUs can hold."""
     cores = machine_cores()
     if jobs is None:
         jobs = max(1, cores // int(grid.resources.get("cpus") or 2))
     if jobs < 1:
         raise BenchError(f"--jobs must be at least 1, got {jobs}")
+    per_cell, gpus = int(grid.resources.get("gpus") or 0), visible_gpus()
+    if per_cell and gpus:
+        jobs = min(jobs, max(1, gpus // per_cell))
     jobs = min(jobs, cells_left) if cells_left else jobs
     return jobs, max(1, cores // jobs)
 
@@ -329,46 +402,72 @@ def _cell_job(cell: Cell, grid: Grid, cwd: str, threads: int | None) -> str:
     """What a slurm or ray worker runs: one cell, in the sweep's working folder; returns the cell's final state."""
     os.chdir(cwd)
     try:
-        run_cell(cell, grid, echo=lambda line: print(line, flush=True), threads=threads)
+        run_cell(cell, grid, echo=lambda line: print(line, flush=True), env=cell_env(threads))
     except BenchError as exc:
         return f"failed: {exc}"
     return state(cell, grid)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else '(no message)'}"
+
+
 def _run_local(todo: list[Cell], grid: Grid, jobs: int | None, echo) -> list[tuple[Cell, str]]:
     jobs, threads = local_plan(grid, jobs, len(todo))
     echo(f"local: {jobs} at a time, {threads} torch threads each ({machine_cores()} cores)")
+    per_cell, gpus = int(grid.resources.get("gpus") or 0), visible_gpus()
+    slots: queue.Queue = queue.Queue()  # each running cell takes a slot: its own GPUs, when cells ask for GPUs
+    for k in range(jobs):
+        ids = range(k * per_cell, (k + 1) * per_cell) if per_cell and gpus else None
+        slots.put(",".join(map(str, ids)) if ids is not None else None)
+
+    def one(cell: Cell, echo_cell) -> None:
+        slot = slots.get()
+        try:
+            env = cell_env(threads if jobs > 1 else None, slot)  # one job alone keeps torch's own default
+            run_cell(cell, grid, echo_cell, env)
+        finally:
+            slots.put(slot)
+
+    failed = []
     if jobs == 1:  # in this process, the cell's commands echoed as they start
-        failed = []
         for k, cell in enumerate(todo, 1):
             echo(f"[{k}/{len(todo)}] {cell.name} (output: {cell.folder / LOG})")
             try:
-                run_cell(cell, grid, echo, threads if threads < machine_cores() else None)
+                one(cell, echo)
             except BenchError as exc:
                 echo(f"failed: {cell.name}: {exc}")
                 failed.append((cell, str(exc)))
         return failed
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    with ThreadPoolExecutor(jobs, thread_name_prefix="bench-sweep") as pool:  # each cell is its own subprocess
-        futures = {pool.submit(run_cell, cell, grid, lambda _line: None, threads): cell for cell in todo}
-        for cell in todo:
-            echo(f"started {cell.name} (output: {cell.folder / LOG})")
-        failed = []
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="bench-sweep")  # each cell is its own subprocess
+    try:
+        futures = {pool.submit(one, cell, lambda _line: None): cell for cell in todo}
+        echo(f"queued {len(todo)} cells (each cell's output: its folder's {LOG})")
         for k, future in enumerate(as_completed(futures), 1):
             cell = futures[future]
             try:
                 future.result()
                 echo(f"[{k}/{len(todo)}] {cell.name}: {state(cell, grid)}")
-            except BenchError as exc:
-                echo(f"[{k}/{len(todo)}] {cell.name}: failed: {exc}")
-                failed.append((cell, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one cell's error is reported; the others go on
+                why = str(exc) if isinstance(exc, BenchError) else _first_line(exc)
+                echo(f"[{k}/{len(todo)}] {cell.name}: failed: {why}")
+                failed.append((cell, why))
+    except BaseException:  # Ctrl-C or SIGTERM: start nothing new, let the running commands checkpoint
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_children()
+        raise
+    pool.shutdown(wait=True)
     return failed
 
 
-def _absolute(grid: Grid) -> Grid:
-    """The grid with its root made absolute, for workers that may start in another folder."""
-    return dataclasses.replace(grid, root=grid.root.resolve())
+def _for_workers(grid: Grid, todo: list[Cell]) -> tuple[Grid, list[Cell]]:
+    """The grid with its root made absolute and its cells to do, for workers that may start in another folder."""
+    grid = dataclasses.replace(grid, root=grid.root.resolve())
+    names = {t.name for t in todo}
+    return grid, [c for c in cells(grid) if c.name in names]
 
 
 def slurm_executor(grid: Grid, jobs: int | None, cluster: str | None = "slurm"):
@@ -407,8 +506,7 @@ def sbatch_script(grid: Grid, todo: list[Cell], jobs: int | None) -> str:
 
 
 def _run_slurm(todo, grid, jobs, echo, cluster="slurm") -> list[tuple[Cell, str]]:
-    grid = _absolute(grid)
-    todo = [c for c in cells(grid) if c.name in {t.name for t in todo}]
+    grid, todo = _for_workers(grid, todo)
     executor = slurm_executor(grid, jobs, cluster)
     threads = int(grid.resources.get("cpus") or 2)
     n = len(todo)
@@ -419,7 +517,7 @@ def _run_slurm(todo, grid, jobs, echo, cluster="slurm") -> list[tuple[Cell, str]
         try:
             final = job.result()
         except Exception as exc:  # the job itself died (node failure, time limit): submitit re-raises its error
-            final = f"failed: job {job.job_id}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}"
+            final = f"failed: job {job.job_id}: {_first_line(exc)}"
         echo(f"[{k}/{n}] {cell.name}: {final}")
         if final != "done":
             failed.append((cell, final))
@@ -431,14 +529,17 @@ def _run_ray(todo, grid, jobs, echo, address=None) -> list[tuple[Cell, str]]:
         import ray
     except ImportError:
         raise BenchError("--executor ray needs ray: pip install 'dpok-bench[ray]'") from None
-    grid = _absolute(grid)
-    todo = [c for c in cells(grid) if c.name in {t.name for t in todo}]
+    grid, todo = _for_workers(grid, todo)
     cpus, gpus = int(grid.resources.get("cpus") or 2), float(grid.resources.get("gpus") or 0)
     started = not ray.is_initialized()
     if started:
         kwargs = {"address": address} if address else {"num_cpus": machine_cores()}
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
     try:
+        have = ray.cluster_resources()
+        if cpus > have.get("CPU", 0) or gpus > have.get("GPU", 0):  # a task no node can hold would wait forever
+            has = f"{have.get('CPU', 0):g} and {have.get('GPU', 0):g}"
+            raise BenchError(f"ray: a cell asks for {cpus} CPUs and {gpus:g} GPUs; the cluster has {has}")
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_cell_job)
         refs = {task.remote(cell, grid, os.getcwd(), cpus): cell for cell in todo}
         echo(f"ray: submitted {len(refs)} cells, {cpus} CPUs and {gpus:g} GPUs each")
@@ -448,8 +549,8 @@ def _run_ray(todo, grid, jobs, echo, address=None) -> list[tuple[Cell, str]]:
             cell, k = refs[ready[0]], k + 1
             try:
                 final = ray.get(ready[0])
-            except Exception as exc:  # the task's worker died
-                final = f"failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+            except Exception as exc:  # noqa: BLE001 - the task's worker died
+                final = f"failed: {_first_line(exc)}"
             echo(f"[{k}/{len(refs)}] {cell.name}: {final}")
             if final != "done":
                 failed.append((cell, final))
@@ -459,19 +560,55 @@ def _run_ray(todo, grid, jobs, echo, address=None) -> list[tuple[Cell, str]]:
     return failed
 
 
-def run_grid(grid: Grid, echo=print, executor: str = "local", jobs: int | None = None, **engine) -> None:
-    """Every cell that is not done (or run by another sweep process now), on ``executor``; failed cells are listed
-    in one error at the end, after the others have run (each also recorded for ``--status``)."""
+def check_executor(executor: str) -> None:
     if executor not in EXECUTORS:
         raise BenchError(f"--executor: unknown {executor!r}; known: {', '.join(EXECUTORS)}")
-    todo = [c for c in cells(grid) if state(c, grid) not in ("done", "running")]
+
+
+def pending(grid: Grid) -> list[Cell]:
+    """The cells a sweep would run now: neither done nor held by a live process."""
+    return [c for c in cells(grid) if state(c, grid) not in ("done", "running")]
+
+
+def run_grid(grid: Grid, echo=print, executor: str = "local", jobs: int | None = None, **engine) -> None:
+    """Every cell that is not done (or run by another sweep process now), on ``executor``; failed cells are listed
+    in one error at the end, in grid order, after the others have run (each also recorded for ``--status``).
+    SIGTERM stops the sweep as Ctrl-C does: nothing new starts, running commands checkpoint first."""
+    check_executor(executor)
+    todo = pending(grid)
     echo(
         f"{grid.name}: {len(cells(grid)) - len(todo)} of {len(cells(grid))} cells done or running; running {len(todo)}"
     )
     if not todo:
         return
     run = {"local": _run_local, "slurm": _run_slurm, "ray": _run_ray}[executor]
-    failed = run(todo, grid, jobs, echo, **engine)
+    try:
+        with _sigterm_as_interrupt():
+            failed = run(todo, grid, jobs, echo, **engine)
+    except KeyboardInterrupt:  # the running commands have checkpointed (stop_children); nothing new started
+        where = grid.path or grid.name
+        raise BenchError(f"sweep stopped by a signal; run `bench sweep {where}` again to continue") from None
     if failed:
+        order = {c.name: k for k, c in enumerate(cells(grid))}
+        failed.sort(key=lambda item: order.get(item[0].name, 0))
         listed = "; ".join(f"{cell.name}: {why}" for cell, why in failed)
         raise BenchError(f"{len(failed)} of {len(todo)} cells failed ({listed}); `bench sweep --status` shows them")
+
+
+class _sigterm_as_interrupt:
+    """In the main thread, SIGTERM raises KeyboardInterrupt, so a killed sweep stops its commands cleanly."""
+
+    def __enter__(self):
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+        return False

@@ -181,9 +181,8 @@ TRACKERS = ("tensorboard", "wandb", "mlflow")
 TRACKING = "tracking"  # a run folder's subfolder for the trackers' own files (git-ignored)
 
 
-def check_trackers(names, run_dir: Path) -> tuple[str, ...]:
-    """The trackers of ``--log-with``, each checked to be installed, and kept offline: wandb in offline mode and
-    mlflow writing into the run folder, unless the user's environment says otherwise."""
+def check_trackers(names) -> tuple[str, ...]:
+    """The trackers of ``--log-with``, each checked to be known and installed (no side effects)."""
     import importlib.util
 
     names = tuple(names)
@@ -195,12 +194,17 @@ def check_trackers(names, run_dir: Path) -> tuple[str, ...]:
         if not any(importlib.util.find_spec(m) for m in modules[name]):
             extra = " (or tensorboardX)" if name == "tensorboard" else ""
             raise BenchError(f"--log-with {name} needs the {name} package{extra}: pip install {modules[name][-1]}")
+    return names
+
+
+def offline_trackers(names, run_dir: Path) -> None:
+    """Keep the trackers offline and in the run folder: wandb in offline mode writing to ``tracking/``, mlflow's
+    store in ``tracking/mlruns``, unless the user's environment already says otherwise."""
     if "wandb" in names:
         os.environ.setdefault("WANDB_MODE", "offline")
-        os.environ.setdefault("WANDB_DIR", str(run_dir / TRACKING))
+        os.environ.setdefault("WANDB_DIR", str((run_dir / TRACKING).resolve()))
     if "mlflow" in names:
         os.environ.setdefault("MLFLOW_TRACKING_URI", (run_dir / TRACKING / "mlruns").resolve().as_uri())
-    return names
 
 
 def _flat(config: dict, prefix: str = "") -> dict:
@@ -235,7 +239,8 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        trackers = check_trackers(self.log_with, self.run_dir)
+        trackers = check_trackers(self.log_with)
+        offline_trackers(trackers, self.run_dir)
         self.accelerator = Accelerator(
             mixed_precision=self.config.mixed_precision,
             cpu=use_cpu(),
@@ -331,7 +336,15 @@ class Trainer:
 
     def run(self) -> Path:
         """Rounds ``start_round + 1 .. steps``; checkpoints every ``checkpoint_every`` rounds, at the end, and when
-        SIGTERM or Ctrl-C arrives (after finishing the current round, so the checkpoint is exact)."""
+        SIGTERM or Ctrl-C arrives (after finishing the current round, so the checkpoint is exact). The trackers of
+        ``log_with`` are closed however the rounds end."""
+        try:
+            return self._rounds()
+        finally:
+            if self.log_with:
+                self.accelerator.end_training()
+
+    def _rounds(self) -> Path:
         start = time.time()
         hp = self.config.hparams
         with _StopSignals() as stop:
@@ -372,8 +385,6 @@ class Trainer:
                     raise BenchError(
                         f"stopped by a signal after round {round_ + 1}; resume with --resume {self.run_dir}"
                     )
-        if self.log_with:
-            self.accelerator.end_training()
         return self.run_dir
 
     def _check_in_sync(self) -> None:

@@ -156,7 +156,7 @@ def snapshot_curves(run_dirs: Sequence[str | Path], labels: dict[str, str] | Non
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def plot_curves(curves: pd.DataFrame, path: Path, measures: Sequence[str]) -> Path | None:
+def plot_curves(curves: pd.DataFrame, path: Path, measures: Sequence[str], quick: bool = False) -> Path | None:
     """``measures`` (proxy, gold, quality) against training samples, one line per label; drawn when a run has
     snapshots."""
     if curves.empty or curves.groupby("run").step.nunique().max() < 3:
@@ -169,7 +169,8 @@ def plot_curves(curves: pd.DataFrame, path: Path, measures: Sequence[str]) -> Pa
     for ax, scorer in zip(axes[0], scorers, strict=True):
         sns.lineplot(data=curves[curves.scorer == scorer], x="samples", y="value", hue="label", hue_order=order,
                      marker="o", errorbar=("ci", 95), n_boot=500, seed=0, ax=ax)  # fmt: skip
-        ax.set(title=f"{scorer} on evaluation seeds", xlabel="training samples", ylabel="mean score")
+        title = f"{scorer} on evaluation seeds"
+        ax.set(title=("quick check: " if quick else "") + title, xlabel="training samples", ylabel="mean score")
     return _save(fig, path)
 
 

@@ -91,17 +91,27 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def pretrained_labels(configs: dict[str, dict]) -> dict[str, str]:
-    """Row label of each run's pretrained rows: ``pretrained``, with ``model=`` and ``prompts=`` where the runs
-    differ in them, so that each arm sits beside the pretrained model on its own prompts, never beside an average
-    over other arms' prompts."""
+def pretrained_labels(configs: dict[str, dict], evaluated: dict[tuple[str, str], frozenset]) -> dict:
+    """Row label of each run's pretrained rows per split, ``(run, split) -> label``: ``pretrained``, with
+    ``model=`` where the runs use several base models and ``prompts=`` (the run's training prompts) where, in that
+    split, the runs were evaluated on different prompts. So each arm sits beside the pretrained model on its own
+    prompts, never beside an average over other arms' prompts, and a split that every run scored on the same
+    prompts (a shared held-out or bias set) keeps one pretrained row.
+
+    Args:
+        configs: run name -> parsed config.yaml.
+        evaluated: (run, split) -> the prompts its pretrained rows in that split cover.
+    """
     models = {name: str(cfg.get("model", "?")) for name, cfg in configs.items()}
-    prompts = {name: str(cfg.get("prompts", "?")) for name, cfg in configs.items()}
+    splits: dict[str, set] = {}
+    for (_, split), prompts in evaluated.items():
+        splits.setdefault(split, set()).add(prompts)
     labels = {}
-    for name in configs:
-        parts = [f"model={models[name]}"] if len(set(models.values())) > 1 else []
-        parts += [f"prompts={prompts[name]}"] if len(set(prompts.values())) > 1 else []
-        labels[name] = PRETRAINED + (f" ({', '.join(parts)})" if parts else "")
+    for run, split in evaluated:
+        parts = [f"model={models[run]}"] if len(set(models.values())) > 1 else []
+        if len(splits[split]) > 1:
+            parts.append(f"prompts={configs[run].get('prompts', '?')}")
+        labels[(run, split)] = PRETRAINED + (f" ({', '.join(parts)})" if parts else "")
     return labels
 
 
@@ -132,7 +142,9 @@ def load_eval(run_dirs: Sequence[str | Path], labels: dict[str, str] | None = No
     df["model"] = df.run.map(models)
     base = df.step == 0
     df["label"] = df.run.map(labels)
-    df.loc[base, "label"] = df.loc[base, "run"].map(pretrained_labels(configs))
+    evaluated = {key: frozenset(part.prompt) for key, part in df[base].groupby(["run", "split"])}
+    named = pretrained_labels(configs, evaluated)
+    df.loc[base, "label"] = [named[key] for key in zip(df.run[base], df.split[base], strict=True)]
     keys = ["label", "split", "prompt", "seed", "scorer", "scorer_version"]
     df = pd.concat([df[base].drop_duplicates(keys), df[~base]], ignore_index=True)
     return df.sort_values(["label", "run", "step", "split", "scorer", "prompt", "seed"], kind="stable")

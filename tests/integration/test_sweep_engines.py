@@ -74,7 +74,7 @@ def test_a_killed_sweep_run_again_runs_only_what_is_missing(tmp_path, tiny_sd):
     grid = load_grid(path)
     first, second = cells(grid)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # a tiny model: one thread is enough
-    sweep = [sys.executable, "-m", "bench.cli", "sweep", str(path)]
+    sweep = [sys.executable, "-m", "bench.cli", "sweep", str(path), "--jobs", "1"]
     proc = subprocess.Popen(sweep, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             start_new_session=True)  # fmt: skip
     deadline = time.time() + 400
@@ -101,6 +101,54 @@ def test_a_killed_sweep_run_again_runs_only_what_is_missing(tmp_path, tiny_sd):
     rows = [json.loads(r) for r in (run_folder(second) / "train.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == list(range(1, 13)) and done_before < 12
     assert [state(c, grid) for c in cells(grid)] == ["done", "done"]
+
+
+def test_sigterm_stops_the_sweep_cleanly_and_starts_nothing_new(tmp_path, tiny_sd):
+    """SIGTERM to the sweep alone: its running `bench run` checkpoints and exits, no queued cell starts, and the
+    cell is left resumable (partial), its claim released."""
+    path = _grid(tmp_path, tiny_sd, seeds=(0, 1, 2), steps=400)
+    grid = load_grid(path)
+    first = cells(grid)[0]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "sweep", str(path), "--jobs", "2"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        run = run_folder(first) if first.folder.is_dir() else None
+        if run is not None and (run / "checkpoint").is_dir():
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, out
+    assert not cells(grid)[2].folder.exists(), out  # queued behind the two running cells: never started
+    for cell in cells(grid)[:2]:
+        assert not (cell.folder / "sweep.running").exists()
+        assert state(cell, grid) in ("partial", "failed"), state(cell, grid)
+        rows = (run_folder(cell) / "train.jsonl").read_text().splitlines()
+        assert len(rows) < 400 and (run_folder(cell) / "checkpoint").is_dir()
+    done = len((run_folder(first) / "train.jsonl").read_text().splitlines())
+    time.sleep(1.5)
+    assert len((run_folder(first) / "train.jsonl").read_text().splitlines()) == done  # no orphan goes on training
+
+
+def test_a_claim_from_another_host_counts_as_running_until_its_time_limit(tmp_path):
+    import socket
+
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({"name": "g", "root": str(tmp_path / "s"), "axes": {"seed": [0]},
+                                    "resources": {"timeout_min": 1}}))  # fmt: skip
+    grid = load_grid(path)
+    (cell,) = cells(grid)
+    cell.folder.mkdir(parents=True)
+    claim = cell.folder / "sweep.running"
+    claim.write_text(f"not-{socket.gethostname()} 1\n")
+    assert state(cell, grid) == "running"
+    old = time.time() - 120
+    os.utime(claim, (old, old))
+    assert state(cell, grid) == "missing"
+    claim.write_text(f"{socket.gethostname()} 999999999\n")  # this host, no such process: stale
+    assert state(cell, grid) == "missing"
 
 
 def test_submitit_local_executor_runs_a_two_cell_grid(tmp_path, tiny_sd, monkeypatch):

@@ -54,3 +54,19 @@ def test_a_bad_or_missing_tracker_is_an_error_before_any_run_folder(capsys, tmp_
     code, out, err = run_cli(capsys, args)
     assert code == 2 and message in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_wandb_and_mlflow_stay_offline_in_the_run_folder(tmp_path, monkeypatch):
+    from bench.trainer import offline_trackers
+
+    for name in ("WANDB_MODE", "WANDB_DIR", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    offline_trackers(("wandb", "mlflow"), tmp_path / "run")
+    import os
+
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert os.environ["WANDB_DIR"] == str((tmp_path / "run" / "tracking").resolve())
+    assert os.environ["MLFLOW_TRACKING_URI"] == (tmp_path / "run" / "tracking" / "mlruns").resolve().as_uri()
+    monkeypatch.setenv("WANDB_MODE", "online")  # the user's own setting wins
+    offline_trackers(("wandb",), tmp_path / "other")
+    assert os.environ["WANDB_MODE"] == "online"
