@@ -191,7 +191,8 @@ def _alive(pid_file: Path, grid: Grid | None = None) -> bool:
     checked; a cell claimed on another host (a slurm or ray worker) counts as running until the grid's
     ``resources.timeout_min`` (default 240) has passed since the claim."""
     try:
-        host, pid = pid_file.read_text().split()[:2]
+        words = pid_file.read_text().split()
+        host, pid = words[:2] if len(words) > 1 else (socket.gethostname(), words[0])  # older claims: a pid alone
         pid, age = int(pid), time.time() - pid_file.stat().st_mtime
     except (OSError, ValueError):
         return False

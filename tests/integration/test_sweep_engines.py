@@ -149,6 +149,8 @@ def test_a_claim_from_another_host_counts_as_running_until_its_time_limit(tmp_pa
     assert state(cell, grid) == "missing"
     claim.write_text(f"{socket.gethostname()} 999999999\n")  # this host, no such process: stale
     assert state(cell, grid) == "missing"
+    claim.write_text(f"{os.getppid()}\n")  # an older sweep's claim, a pid alone: a live process on this host
+    assert state(cell, grid) == "running"
 
 
 def test_submitit_local_executor_runs_a_two_cell_grid(tmp_path, tiny_sd, monkeypatch):
