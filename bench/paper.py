@@ -33,7 +33,7 @@ from bench.evaluations.bias import bias_from_eval
 from bench.evaluations.runs import label_scorers, load_eval, load_training
 from bench.evaluations.tables import build_table, to_csv, to_latex, to_markdown
 from bench.stats import cluster_bootstrap_ci
-from bench.sweep import Cell, Grid, cells, load_grid, run_folder, run_grid, state
+from bench.sweep import Cell, Grid, cells, eval_split, load_grid, run_folder, run_grid, state
 
 GRIDS = "configs/paper/shapes-*.yaml"
 SPLIT_AXES = ("seed", "prompt")  # axes that a row pools (seeds) or that a table is split by (prompts)
@@ -98,8 +98,6 @@ def _eval_scorers(grid: Grid, k: int = 0) -> list[str] | None:
 
 
 def _eval_split(grid: Grid, k: int) -> str:
-    from bench.sweep import eval_split
-
     return eval_split(grid.eval[k])
 
 

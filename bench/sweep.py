@@ -232,27 +232,30 @@ def state(cell: Cell, grid: Grid) -> str:
 COMMON_OPTIONS = {"method", "model", "prompts", "reward", "steps", "seed", "config", "plugin", "allow_download"}
 
 
-def _option_args(options: dict, command: str = "run") -> list[str]:
-    """``bench run`` arguments: its own options as flags, other RunConfig fields as ``--set``, the rest as method
-    options (``beta`` -> ``--beta``)."""
+def _option_parts(options: dict, command: str = "run") -> list[tuple[str, list[str]]]:
+    """Each option as (key, its ``bench`` arguments), in order: its own options as flags, other RunConfig fields
+    as ``--set``, the rest as method options (``beta`` -> ``--beta``)."""
     from bench.config import RunConfig
 
     settings = {f.name for f in dataclasses.fields(RunConfig)} - COMMON_OPTIONS
-    args = []
+    parts = []
     for key, value in options.items():
         if key == "set":
-            for item in value if isinstance(value, list) else [value]:
-                args += ["--set", str(item)]
+            parts += [("set", ["--set", str(item)]) for item in (value if isinstance(value, list) else [value])]
         elif isinstance(value, list) and command == "run" and key == "plugin":  # a repeatable option
-            for item in value:
-                args += ["--plugin", str(item)]
+            parts += [(key, ["--plugin", str(item)]) for item in value]
         elif command == "run" and key in settings:
-            args += ["--set", f"{key}={value}"]
+            parts.append(("set", ["--set", f"{key}={value}"]))
         elif value is True:
-            args += [f"--{key.replace('_', '-')}"]
+            parts.append((key, [f"--{key.replace('_', '-')}"]))
         else:
-            args += [f"--{key.replace('_', '-')}", str(value)]
-    return args
+            parts.append((key, [f"--{key.replace('_', '-')}", str(value)]))
+    return parts
+
+
+def _option_args(options: dict, command: str = "run") -> list[str]:
+    """``bench run`` (or ``bench eval``) arguments for ``options`` (see :func:`_option_parts`)."""
+    return [arg for _, args in _option_parts(options, command) for arg in args]
 
 
 def resolve_cell(cell: Cell):
@@ -263,18 +266,9 @@ def resolve_cell(cell: Cell):
 
     options = {k: v for k, v in cell.options.items() if k != "log_with"}
     register_plugins([options["plugin"]] if isinstance(options.get("plugin"), str) else options.get("plugin") or [])
-    args = _option_args({k: v for k, v in options.items() if k not in COMMON_OPTIONS | {"plugin"}})
-    sets, method_args, k = [], [], 0
-    while k < len(args):
-        if args[k] == "--set":
-            sets.append(args[k + 1])
-            k += 2
-        elif k + 1 < len(args) and not args[k + 1].startswith("--"):
-            method_args += args[k : k + 2]
-            k += 2
-        else:
-            method_args.append(args[k])
-            k += 1
+    parts = _option_parts({k: v for k, v in options.items() if k not in COMMON_OPTIONS | {"plugin"}})
+    sets = [args[1] for key, args in parts if key == "set"]
+    method_args = [arg for key, args in parts if key != "set" for arg in args]
     common = {k: options.get(k) for k in COMMON_OPTIONS - {"config", "plugin"}}
     return resolve_run_config(options.get("config"), common, sets, method_args)[0]
 
