@@ -177,11 +177,16 @@ def eval_cmd(
         None, "--scorers", help="comma-separated scorers (default: the run's reward and eval_scorers)"
     ),
     snapshots: bool = typer.Option(False, "--snapshots", help="also score the LoRA snapshots (snapshot_every)"),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="sample the pretrained model even if this machine's evaluation cache has it"
+    ),
 ) -> None:
     from bench.evaluate import run_evaluation
 
     quiet_libraries()
-    run_evaluation(Path(run_dir), prompts, split, samples, scorers, echo=typer.echo, snapshots=snapshots)
+    run_evaluation(
+        Path(run_dir), prompts, split, samples, scorers, echo=typer.echo, snapshots=snapshots, use_cache=not no_cache
+    )
 
 
 def _runs(runs: list[str]) -> list[Path]:

@@ -6,15 +6,19 @@ method is scored on the same seeds. Rows are one per image x scorer, the layout 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from bench import evalcache
 from bench.sampling import PromptCache, rollout
 from bench.stats import bootstrap_ci, paired_difference_ci
 
+SAMPLE_BATCH = 64  # images per sampling batch in `bench eval` (part of the evaluation cache's key)
 EVAL_SEED_BASE = 1_000_000_007  # training seeds come from SeedSequence hashing; this range is kept for evaluation
 
 
@@ -116,14 +120,16 @@ def snapshot_steps(run_dir: Path) -> dict[int, Path]:
 
 
 def run_evaluation(
-    run_dir: Path, prompts, split, samples: int, scorers, echo=print, snapshots: bool = False
+    run_dir: Path, prompts, split, samples: int, scorers, echo=print, snapshots: bool = False, use_cache: bool = True
 ) -> pd.DataFrame:
     """Sample the pretrained model (step 0) and the run's LoRA (its last update) on the same evaluation seeds,
     score both, write ``eval.parquet`` and sample grids, and print the before/after table. With ``snapshots``,
-    the LoRA snapshots kept during training are scored too (rows with their update as ``step``)."""
+    the LoRA snapshots kept during training are scored too (rows with their update as ``step``). The pretrained
+    model's rows come from the evaluation cache (``bench.evalcache``) when this machine has scored the same model,
+    sampler, prompts, seeds and scorers before, unless ``use_cache`` is False."""
     import json
 
-    from bench.config import SamplingConfig, build
+    from bench.config import SamplingConfig, build, to_dict
     from bench.models import load_pipeline
     from bench.prompts import load_prompts
     from bench.registry import SCORERS
@@ -140,18 +146,34 @@ def run_evaluation(
     final_step = json.loads(rows[-1])["update"] if rows else 0
     frames = []
     loras = {**(snapshot_steps(run_dir) if snapshots else {}), final_step: run_dir / "lora"}
+    grid_names = [f"{split}-{''.join(c if c.isalnum() else '_' for c in prompt)[:60]}.png" for prompt in prompt_list]
+    key = None
+    if use_cache and evalcache.cache_root() is not None:
+        key = evalcache.entry_key(cfg["model_path"], to_dict(sampling), prompt_list, samples, SAMPLE_BATCH, scorer_objs)
     for step in (0, *sorted(s for s in loras if s)):
+        folder = run_dir / "samples" / f"step{step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cached = evalcache.load(key) if step == 0 and key is not None else None
+        if cached is not None:  # the pretrained model's rows and grids from an earlier run on this machine
+            rows, grids = cached
+            frames.append(rows.assign(run=run_dir.name, step=0, split=split))
+            for i, name in enumerate(grid_names):
+                shutil.copyfile(grids / f"{i}.png", folder / name)
+            echo(f"pretrained model: {len(rows)} scores from the evaluation cache ({evalcache.cache_root()})")
+            continue
         pipe = load_pipeline(cfg["model_path"])
         if step:
             pipe.load_lora_weights(str(loras[step]))
-        images, ps, seeds = sample(pipe, prompt_list, samples, sampling)
-        frames.append(score(images, ps, seeds, scorer_objs, run=run_dir.name, step=step, split=split))
-        (run_dir / "samples" / f"step{step}").mkdir(parents=True, exist_ok=True)
-        for i, prompt in enumerate(prompt_list):
-            slug = "".join(c if c.isalnum() else "_" for c in prompt)[:60]
-            save_grid(
-                images[i * samples : (i + 1) * samples], run_dir / "samples" / f"step{step}" / f"{split}-{slug}.png"
-            )
+        images, ps, seeds = sample(pipe, prompt_list, samples, sampling, SAMPLE_BATCH)
+        rows = score(images, ps, seeds, scorer_objs)
+        frames.append(rows.assign(run=run_dir.name, step=step, split=split))
+        for i, name in enumerate(grid_names):
+            save_grid(images[i * samples : (i + 1) * samples], folder / name)
+        if step == 0 and key is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                for i, name in enumerate(grid_names):
+                    shutil.copyfile(folder / name, Path(tmp) / f"{i}.png")
+                evalcache.store(key, rows, Path(tmp))
     new = pd.concat(frames, ignore_index=True)
     path = run_dir / "eval.parquet"
     if path.exists():  # keep other splits and scorers; replace what was just re-measured

@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("BENCH_EVAL_CACHE", "off")  # tests never read or fill the user's cache; test_eval_cache sets one
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -15,8 +15,8 @@ CORE = {"bench", "bench.errors", "bench.config", "bench.registry", "bench.models
         "bench.results", "bench.checkpoint", "bench.dist", "bench.timing", "bench.buffer", "bench.value",
         "bench.stats", "bench.scoring", "bench.method", "bench.world", "bench.prompts", "bench.policy"}  # fmt: skip
 REPORTING = {"bench.evaluations.runs", "bench.evaluations.tables", "bench.evaluations.plots",
-             "bench.evaluations.report", "bench.evaluations.standing", "bench.evaluate", "bench.resolve",
-             "bench.clitools"}  # fmt: skip
+             "bench.evaluations.report", "bench.evaluations.standing", "bench.evaluate", "bench.evalcache",
+             "bench.resolve", "bench.clitools"}  # fmt: skip
 CLI = {"bench.cli", "bench.sweep", "bench.paper", "bench.perf", "bench.perf_sd", "bench.perf_report"}
 WORLDS = ("bench.shapes", "bench.sd")
 LAYER_NAMES = {1: "core", 2: "methods and scorers", 3: "worlds and reporting", 4: "cli"}
