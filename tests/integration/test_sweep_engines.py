@@ -113,9 +113,9 @@ def test_sigterm_stops_the_sweep_cleanly_and_starts_nothing_new(tmp_path, tiny_s
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "sweep", str(path), "--jobs", "2"], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        run = run_folder(first) if first.folder.is_dir() else None
-        if run is not None and (run / "checkpoint").is_dir():
+    while time.time() < deadline and proc.poll() is None:  # until both running cells have checkpointed once
+        runs = [run_folder(c) if c.folder.is_dir() else None for c in cells(grid)[:2]]
+        if all(run is not None and (run / "checkpoint").is_dir() for run in runs):
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
