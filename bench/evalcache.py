@@ -120,8 +120,9 @@ def load(key: dict) -> tuple[pd.DataFrame, Path] | None:
         return None
 
 
-def store(key: dict, rows: pd.DataFrame, grids: Path) -> None:
-    """Write an entry atomically (a temporary folder renamed into place); a failure to cache is not an error."""
+def store(key: dict, rows: pd.DataFrame, grids: list[Path]) -> None:
+    """Write an entry (the rows, and the grid files as grids/0.png, 1.png, ... in prompt order) atomically, as a
+    temporary folder renamed into place; a failure to cache is not an error."""
     root = cache_root()
     if root is None:
         return
@@ -131,7 +132,9 @@ def store(key: dict, rows: pd.DataFrame, grids: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".entry-", dir=root))
         rows.to_parquet(tmp / "rows.parquet", index=False)
-        shutil.copytree(grids, tmp / "grids")
+        (tmp / "grids").mkdir()
+        for i, grid in enumerate(grids):
+            shutil.copyfile(grid, tmp / "grids" / f"{i}.png")
         (tmp / "key.json").write_text(json.dumps(key, sort_keys=True, indent=1))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)

@@ -7,7 +7,6 @@ method is scored on the same seeds. Rows are one per image x scorer, the layout 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +44,8 @@ def sample(pipe, prompts: list[str], n: int, sampling, batch_size: int = 64, pro
     return generate(pipe, all_prompts, all_seeds, sampling, batch_size, progress), all_prompts, all_seeds
 
 
-def score(images, prompts, seeds, scorers, batch_size: int = 256, **columns) -> pd.DataFrame:
-    """One row per image x scorer (value plus the scorer's name and version), with extra constant ``columns``."""
+def score(images, prompts, seeds, scorers, batch_size: int = 256) -> pd.DataFrame:
+    """One row per image x scorer: prompt, seed, the scorer's name and version, value."""
     frames = []
     for scorer in scorers:
         values = torch.cat(
@@ -61,10 +60,7 @@ def score(images, prompts, seeds, scorers, batch_size: int = 256, **columns) -> 
                  "value": values.double().numpy()}
             )
         )  # fmt: skip
-    df = pd.concat(frames, ignore_index=True)
-    for key, value in columns.items():
-        df[key] = value
-    return df
+    return pd.concat(frames, ignore_index=True)
 
 
 def save_grid(images: torch.Tensor, path, columns: int = 8) -> None:
@@ -155,25 +151,22 @@ def run_evaluation(
         folder.mkdir(parents=True, exist_ok=True)
         cached = evalcache.load(key) if step == 0 and key is not None else None
         if cached is not None:  # the pretrained model's rows and grids from an earlier run on this machine
-            rows, grids = cached
-            frames.append(rows.assign(run=run_dir.name, step=0, split=split))
+            scored, grids = cached
+            frames.append(scored.assign(run=run_dir.name, step=0, split=split))
             for i, name in enumerate(grid_names):
                 shutil.copyfile(grids / f"{i}.png", folder / name)
-            echo(f"pretrained model: {len(rows)} scores from the evaluation cache ({evalcache.cache_root()})")
+            echo(f"pretrained model: {len(scored)} scores from the evaluation cache ({evalcache.cache_root()})")
             continue
         pipe = load_pipeline(cfg["model_path"])
         if step:
             pipe.load_lora_weights(str(loras[step]))
         images, ps, seeds = sample(pipe, prompt_list, samples, sampling, SAMPLE_BATCH)
-        rows = score(images, ps, seeds, scorer_objs)
-        frames.append(rows.assign(run=run_dir.name, step=step, split=split))
+        scored = score(images, ps, seeds, scorer_objs)
+        frames.append(scored.assign(run=run_dir.name, step=step, split=split))
         for i, name in enumerate(grid_names):
             save_grid(images[i * samples : (i + 1) * samples], folder / name)
         if step == 0 and key is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                for i, name in enumerate(grid_names):
-                    shutil.copyfile(folder / name, Path(tmp) / f"{i}.png")
-                evalcache.store(key, rows, Path(tmp))
+            evalcache.store(key, scored, [folder / name for name in grid_names])
     new = pd.concat(frames, ignore_index=True)
     path = run_dir / "eval.parquet"
     if path.exists():  # keep other splits and scorers; replace what was just re-measured
