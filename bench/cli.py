@@ -271,10 +271,11 @@ def sweep_cmd(
     ),
     ray_address: str = typer.Option(None, "--ray-address", help="ray: the cluster's address (default: start one)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print what would run (slurm: the sbatch script)"),
+    root: str = typer.Option(None, "--root", help="the cells' folder instead of the grid's own root"),
 ) -> None:
     from bench.sweep import check_executor, load_grid, pending, run_grid, sbatch_script, state, status_lines
 
-    grid = load_grid(grid_file)
+    grid = load_grid(grid_file, root=root)
     if status:
         for line in status_lines(grid):
             typer.echo(line)
@@ -306,9 +307,14 @@ def paper_cmd(
     out: str = typer.Option(None, "--out", help="output folder (default results/paper, or results/paper-quick)"),
     executor: str = typer.Option("local", "--executor", help="local, slurm or ray (see `bench sweep`)"),
     jobs: int = typer.Option(None, "--jobs", help="cells at a time (see `bench sweep`; --quick: one per core)"),
+    status: bool = typer.Option(False, "--status", help="print each grid's cells and their state; run nothing"),
 ) -> None:
-    from bench.paper import run_paper
+    from bench.paper import paper_status, run_paper
 
+    if status:
+        for line in paper_status(grids, out, quick=quick):
+            typer.echo(line)
+        return
     quiet_libraries()
     run_paper(grids, out, quick=quick, tables_only=tables_only, executor=executor, jobs=jobs, echo=typer.echo)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from bench.evaluations.bias import bias_from_eval
 from bench.evaluations.runs import label_scorers, load_eval, load_training
 from bench.evaluations.tables import build_table, to_csv, to_latex, to_markdown
 from bench.stats import cluster_bootstrap_ci
-from bench.sweep import Cell, Grid, cells, eval_split, load_grid, run_folder, run_grid, state
+from bench.sweep import Cell, Grid, cells, eval_split, load_grid, run_folder, run_grid, state, status_lines
 
 GRIDS = "configs/paper/shapes-*.yaml"
 SPLIT_AXES = ("seed", "prompt")  # axes that a row pools (seeds) or that a table is split by (prompts)
@@ -282,10 +283,26 @@ def build_outputs(grids: list[Grid], out: Path, quick: bool) -> list[Path]:
     return written
 
 
+def paper_status(pattern: str = GRIDS, out: str | Path | None = None, quick: bool = False) -> list[str]:
+    """``bench sweep --status`` for each of the paper's grids where ``bench paper`` puts its cells: a heading with
+    the counts of each state, then one line per cell."""
+    lines = []
+    for grid in load_grids(pattern, _out(out, quick), quick):
+        cell_lines = status_lines(grid)
+        counts = Counter(line.split()[0] for line in cell_lines)
+        summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+        lines += [f"== {study_name(grid)} ({grid.root}): {len(cell_lines)} cells, {summary}", *cell_lines]
+    return lines
+
+
+def _out(out: str | Path | None, quick: bool) -> Path:
+    return Path(out or ("results/paper-quick" if quick else "results/paper"))
+
+
 def run_paper(pattern: str = GRIDS, out: str | Path | None = None, quick: bool = False, tables_only: bool = False,
               executor: str = "local", jobs: int | None = None, echo=print) -> list[Path]:  # fmt: skip
     """Run the paper's grids (unless ``tables_only``), then write their tables and figures under ``out``."""
-    out = Path(out or ("results/paper-quick" if quick else "results/paper"))
+    out = _out(out, quick)
     grids = load_grids(pattern, out, quick)
     if quick and jobs is None and executor == "local":  # tiny cells spend most of their time starting up: one a core
         from bench.sweep import machine_cores

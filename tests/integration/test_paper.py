@@ -58,6 +58,8 @@ def test_paper_runs_the_grids_writes_every_table_and_rebuilds_them_byte_for_byte
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     pattern = _grids(tmp_path / "grids")
     out = tmp_path / "paper"
+    code, stdout, err = run_cli(capsys, ["paper", "--grids", pattern, "--out", str(out), "--status"])
+    assert code == 0 and f"== kl ({out / 'kl'}): 2 cells, 2 missing" in stdout.splitlines(), stdout + err
     code, stdout, err = run_cli(capsys, ["paper", "--grids", pattern, "--out", str(out), "--jobs", "2"])
     assert code == 0, stdout + err
     made = _outputs(out)
@@ -85,6 +87,13 @@ def test_paper_runs_the_grids_writes_every_table_and_rebuilds_them_byte_for_byte
     code, stdout, err = run_cli(capsys, ["paper", "--grids", pattern, "--out", str(copy), "--tables-only"])
     assert code == 0, stdout + err
     assert _outputs(copy) == made
+    # Where `bench paper` put the cells, the summaries alone count as done: for `bench paper --status`, and for
+    # `bench sweep --status --root` (the grid file's own root is elsewhere).
+    code, stdout, err = run_cli(capsys, ["paper", "--grids", pattern, "--out", str(copy), "--status"])
+    assert code == 0 and f"== table1 ({copy / 'table1'}): 2 cells, 2 done" in stdout.splitlines(), stdout + err
+    code, stdout, err = run_cli(capsys, ["sweep", str(tmp_path / "grids" / "shapes-kl.yaml"), "--status", "--root",
+                                         str(copy / "kl")])  # fmt: skip
+    assert code == 0 and stdout.split()[0::2] == ["done", "done"], stdout + err
     # --quick says so in every table. The KL grid has the most kinds of output and no quick section, so its quick
     # cells are the cells above: their run folders are copied and only the tables are built.
     quick, grids = tmp_path / "quick", tmp_path / "quick-grids"
