@@ -5,7 +5,10 @@ import json
 from cli_helpers import run_cli
 
 
-def test_perf_sampling_section_writes_json_and_markdown(capsys, tmp_path):
+def test_perf_sampling_section_writes_json_and_markdown(capsys, tmp_path, monkeypatch):
+    from bench import perf
+
+    monkeypatch.setitem(perf.WORKLOAD["method"], "samples_per_round", 2)  # the report's shape, not its figures
     code, out, err = run_cli(capsys, ["perf", "--quick", "--sections", "sampling", "--out", str(tmp_path)])
     assert code == 0, err
     (path,) = tmp_path.glob("*.json")
@@ -15,7 +18,7 @@ def test_perf_sampling_section_writes_json_and_markdown(capsys, tmp_path):
                                         "rollout_graph"}  # fmt: skip
     assert all(v > 0 for v in sampling["seconds"].values())
     assert sampling["rollout_vs_pipeline"] == sampling["seconds"]["rollout"] / sampling["seconds"]["pipeline"]
-    assert report["quick"] is True and path.stem.endswith("-quick")
+    assert report["quick"] is True and path.stem.endswith("-quick") and sampling["batch"] == 2
     text = path.with_suffix(".md").read_text()
     assert "rollout without the reference vs the pipeline's own call" in text
 
