@@ -34,7 +34,18 @@ from bench.evaluations.bias import bias_from_eval
 from bench.evaluations.runs import label_scorers, load_eval, load_training
 from bench.evaluations.tables import build_table, to_csv, to_latex, to_markdown
 from bench.stats import cluster_bootstrap_ci
-from bench.sweep import Cell, Grid, cells, eval_split, load_grid, run_folder, run_grid, state, status_lines
+from bench.sweep import (
+    Cell,
+    Grid,
+    cell_states,
+    cells,
+    eval_split,
+    load_grid,
+    run_folder,
+    run_grid,
+    state,
+    status_lines,
+)
 
 GRIDS = "configs/paper/shapes-*.yaml"
 SPLIT_AXES = ("seed", "prompt")  # axes that a row pools (seeds) or that a table is split by (prompts)
@@ -288,10 +299,10 @@ def paper_status(pattern: str = GRIDS, out: str | Path | None = None, quick: boo
     the counts of each state, then one line per cell."""
     lines = []
     for grid in load_grids(pattern, _out(out, quick), quick):
-        cell_lines = status_lines(grid)
-        counts = Counter(line.split()[0] for line in cell_lines)
+        states = cell_states(grid)
+        counts = Counter(current for _, current in states)
         summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
-        lines += [f"== {study_name(grid)} ({grid.root}): {len(cell_lines)} cells, {summary}", *cell_lines]
+        lines += [f"== {study_name(grid)} ({grid.root}): {len(states)} cells, {summary}", *status_lines(grid, states)]
     return lines
 
 

@@ -350,13 +350,16 @@ def run_cell(cell: Cell, grid: Grid, echo=print, env: dict | None = None) -> Non
             claim.unlink()
 
 
-def status_lines(grid: Grid) -> list[str]:
-    """One line per cell: its state and folder, and for a failed cell its last error line."""
-    lines = []
-    for c in cells(grid):
-        current = state(c, grid)
-        lines.append(f"{current:8s} {c.folder}" + (f"  ({failure(c)})" if current == "failed" else ""))
-    return lines
+def cell_states(grid: Grid) -> list[tuple[Cell, str]]:
+    """Every cell of the grid with its state (done, running, failed, partial, missing)."""
+    return [(c, state(c, grid)) for c in cells(grid)]
+
+
+def status_lines(grid: Grid, states: list[tuple[Cell, str]] | None = None) -> list[str]:
+    """One line per cell: its state and folder, and for a failed cell its last error line (``states``: from
+    ``cell_states``, when the caller has them already)."""
+    return [f"{current:8s} {c.folder}" + (f"  ({failure(c)})" if current == "failed" else "")
+            for c, current in (states if states is not None else cell_states(grid))]  # fmt: skip
 
 
 def machine_cores() -> int:
