@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,10 +35,21 @@ def _rows(run_dir):
     return [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
 
 
-def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_sd):
-    full = _bench(_args(tiny_sd, tmp_path / "a"))
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_sd):
+    """One uninterrupted run of ``_args``, shared by the tests here (those that change it work on a copy)."""
+    results = tmp_path_factory.mktemp("uninterrupted")
+    full = _bench(_args(tiny_sd, results))
     assert full.returncode == 0, full.stderr
-    reference = next((tmp_path / "a").iterdir())
+    return next(results.iterdir())
+
+
+def _copy(run_dir, where):
+    return shutil.copytree(run_dir, where / run_dir.name)
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_sd, finished):
+    reference = finished
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-c", BENCH, *_args(tiny_sd, tmp_path / "b")], env=env,
@@ -63,9 +75,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_sd):
     assert any(a[k].abs().sum() > 0 for k in a)
 
 
-def test_corrupt_and_incompatible_checkpoints_are_refused(tmp_path, tiny_sd):
-    assert _bench(_args(tiny_sd, tmp_path)).returncode == 0
-    run_dir = next(tmp_path.iterdir())
+def test_corrupt_and_incompatible_checkpoints_are_refused(tmp_path, finished):
+    run_dir = _copy(finished, tmp_path)
     state = run_dir / "checkpoint" / "state.pt"
     data = bytearray(state.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -78,18 +89,16 @@ def test_corrupt_and_incompatible_checkpoints_are_refused(tmp_path, tiny_sd):
         load_checkpoint(run_dir / "checkpoint")
 
 
-def test_resume_of_a_finished_run_says_so(tmp_path, tiny_sd):
-    assert _bench(_args(tiny_sd, tmp_path)).returncode == 0
-    run_dir = next(tmp_path.iterdir())
+def test_resume_of_a_finished_run_says_so(tmp_path, finished):
+    run_dir = _copy(finished, tmp_path)
     out = _bench(["run", "--resume", str(run_dir)])
     assert out.returncode == 2 and "already finished all 5 rounds; nothing to resume" in out.stderr
     out = _bench(["run", "--resume", str(run_dir), "--steps", "9"])
     assert out.returncode == 2 and "pass no other run options with it" in out.stderr
 
 
-def test_resume_without_a_checkpoint_restarts_in_place(tmp_path, tiny_sd):
-    assert _bench(_args(tiny_sd, tmp_path / "a")).returncode == 0
-    reference = next((tmp_path / "a").iterdir())
+def test_resume_without_a_checkpoint_restarts_in_place(tmp_path, finished):
+    reference = finished
     killed = tmp_path / "b" / reference.name
     killed.mkdir(parents=True)
     (killed / "config.yaml").write_text((reference / "config.yaml").read_text())
