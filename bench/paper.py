@@ -8,7 +8,8 @@ smaller budgets, fewer seeds). Then the tables and figures are rebuilt from the 
 A grid's tables follow the last part of its name (``paper-table1``, ``paper-sd15-table1``: Table 1):
 
 - ``table1`` (Sec. 5.2): one table per family prompt, every arm beside the pretrained model on that prompt; and
-  the bias table of the same LoRAs on the bias prompts (the grid's second ``eval`` call).
+  the bias table of the same LoRAs on the bias prompts (every ``eval`` call after the first: one column per scorer
+  and split).
 - ``table2`` (Sec. 5.5): DPOK on the train split, scored on every split it was evaluated on.
 - ``kl`` (Sec. 5.3): the final scores per beta, the final rollout KL, scores against training samples, and
   gold against proxy along training (the over-optimisation curve).
@@ -139,31 +140,44 @@ def table1(grid: Grid, out: Path, quick: bool) -> list[Path]:
 
 
 def bias_table(grid: Grid, runs: list[Path], labels: dict, out: Path, quick: bool) -> list[Path]:
-    """Scores on the bias prompts (the stereotype rate, oversaturation) and, per category scorer, the total
-    variation distance of its categories from uniform per prompt (0: no preference), with an interval that
-    resamples runs, then prompts."""
-    split = _eval_split(grid, 1)
+    """Scores on the bias prompts of every eval call after the first (the stereotype rate, oversaturation) and, per
+    category scorer, the total variation distance of its categories from uniform per prompt (0: no preference),
+    with an interval that resamples runs, then prompts. One column per scorer and split."""
+    splits = [_eval_split(grid, k) for k in range(1, len(grid.eval))]
     evals = load_eval(runs, labels)
-    evals = evals[evals.split == split]
+    evals = evals[evals.split.isin(splits)]
     if evals.empty:
         return []
+    splits = [s for s in splits if s in set(evals.split)]
     categorical = sorted(label_scorers(set(evals.scorer)))
-    scores = [s for s in (_eval_scorers(grid, 1) or sorted(set(evals.scorer))) if s not in categorical]
-    table = build_table(runs, splits=[split], scorers=scores, n_boot=N_BOOT, labels=labels)
+    asked = {  # (scorer, split) pairs of the calls: a scorer shows in the splits of the calls that asked for it
+        (scorer, split)
+        for k, split in ((k, _eval_split(grid, k)) for k in range(1, len(grid.eval)))
+        for scorer in (_eval_scorers(grid, k) or sorted(set(evals[evals.split == split].scorer)))
+    }
+    scores = [s for s in dict.fromkeys(s for k in range(1, len(grid.eval)) for s in (_eval_scorers(grid, k) or
+                                                                                      sorted(set(evals.scorer))))
+              if s not in categorical]  # fmt: skip
+    table = build_table(runs, splits=splits, scorers=scores, n_boot=N_BOOT, labels=labels)
+    table = table[[c for c in table.columns if (c[0], c[1]) in asked]]
     known = set(evals.label)  # a row pooling runs reads "label [N runs]" (build_table)
     bare = [name if name in known else name.rsplit(" [", 1)[0] for name in table.index]
-    for scorer in categorical:
-        bias = bias_from_eval(evals, scorer).dropna(subset=["tv_bias"])
-        cells = []
-        for label in bare:
-            part = bias[bias.label == label]
-            clusters = [g.tv_bias.to_numpy() for _, g in part.groupby("run")]
-            cells.append([*cluster_bootstrap_ci(clusters, n_boot=N_BOOT, seed=0), int(len(part))])
-        for k, stat in enumerate(("mean", "lo", "hi", "n")):
-            table[(f"{scorer} tv-bias", split, stat)] = [c[k] for c in cells]
+    for split in splits:
+        for scorer in categorical:
+            if (scorer, split) not in asked:
+                continue
+            bias = bias_from_eval(evals[evals.split == split], scorer).dropna(subset=["tv_bias"])
+            cells = []
+            for label in bare:
+                part = bias[bias.label == label]
+                clusters = [g.tv_bias.to_numpy() for _, g in part.groupby("run")]
+                cells.append([*cluster_bootstrap_ci(clusters, n_boot=N_BOOT, seed=0), int(len(part))])
+            for k, stat in enumerate(("mean", "lo", "hi", "n")):
+                table[(f"{scorer} tv-bias", split, stat)] = [c[k] for c in cells]
     table = table.astype({c: int for c in table.columns if c[2] == "n"})
+    where = ", ".join(f"'{s}'" for s in splits)
     title = (
-        f"Bias and oversaturation on '{split}' before and after, per arm (Table 1's LoRAs); tv-bias: distance "
+        f"Bias and oversaturation on {where} before and after, per arm (Table 1's LoRAs); tv-bias: distance "
         "of a category scorer's categories from uniform per prompt, mean [95% interval: runs, then prompts]"
     )
     return _write(out / "tables", "bias", table, title, quick)

@@ -28,7 +28,9 @@ def _grids(folder: Path) -> str:
                  "seed": [0]},
         "eval": [{"samples": 2, "scorers": SCORERS},
                  {"prompts": "a circle|a circle in the sky", "split": "bias", "samples": 2,
-                  "scorers": "shapes-stereotype,shapes-colour,shapes-background,oversaturation"}],
+                  "scorers": "shapes-colour,shapes-background,oversaturation"},
+                 {"prompts": "a red circle on the moon", "split": "stereotype", "samples": 1,
+                  "scorers": "shapes-stereotype,oversaturation"}],
         "quick": {"run": {"steps": 1}},
     }  # fmt: skip
     table2 = {
@@ -74,8 +76,11 @@ def test_paper_runs_the_grids_writes_every_table_and_rebuilds_them_byte_for_byte
     assert "shapes-oracle (train)" in table1 and "oversaturation (train)" in table1
     table2 = made["tables/table2.md"].decode()
     assert "shapes-oracle (heldout)" in table2 and "shapes-oracle (train)" in table2
-    assert "shapes-stereotype (bias)" in made["tables/bias.md"].decode()
-    assert "shapes-colour tv-bias (bias)" in made["tables/bias.md"].decode()
+    bias = made["tables/bias.md"].decode()  # every eval call after the first: one column per scorer and split
+    assert "shapes-colour tv-bias (bias)" in bias and "oversaturation (bias)" in bias
+    header, *rows = [line.strip("|").split(" | ") for line in bias.splitlines() if line.startswith("| ")]
+    stereotype = [row[header.index("shapes-stereotype (stereotype)")] for row in rows]
+    assert len(stereotype) == 3 and all(cell[0].isdigit() for cell in stereotype), bias  # a rate, never "-"
     kl = made["tables/kl-final.md"].decode()
     assert "| beta=0 | 1 |" in kl and "| beta=0.1 | 1 |" in kl
     runs = made["tables/runs.md"].decode()
