@@ -143,29 +143,24 @@ def bias_table(grid: Grid, runs: list[Path], labels: dict, out: Path, quick: boo
     """Scores on the bias prompts of every eval call after the first (the stereotype rate, oversaturation) and, per
     category scorer, the total variation distance of its categories from uniform per prompt (0: no preference),
     with an interval that resamples runs, then prompts. One column per scorer and split."""
-    splits = [_eval_split(grid, k) for k in range(1, len(grid.eval))]
     evals = load_eval(runs, labels)
-    evals = evals[evals.split.isin(splits)]
-    if evals.empty:
+    calls, scored = {}, set(evals.split)  # split -> the scorers its call asked for (all it scored when it names none)
+    for k in range(1, len(grid.eval)):
+        split = _eval_split(grid, k)
+        if split in scored:
+            calls[split] = _eval_scorers(grid, k) or sorted(set(evals[evals.split == split].scorer))
+    if not calls:
         return []
-    splits = [s for s in splits if s in set(evals.split)]
+    splits = list(calls)
+    asked = {(scorer, split) for split, scorers in calls.items() for scorer in scorers}
     categorical = sorted(label_scorers(set(evals.scorer)))
-    asked = {  # (scorer, split) pairs of the calls: a scorer shows in the splits of the calls that asked for it
-        (scorer, split)
-        for k, split in ((k, _eval_split(grid, k)) for k in range(1, len(grid.eval)))
-        for scorer in (_eval_scorers(grid, k) or sorted(set(evals[evals.split == split].scorer)))
-    }
-    scores = [s for s in dict.fromkeys(s for k in range(1, len(grid.eval)) for s in (_eval_scorers(grid, k) or
-                                                                                      sorted(set(evals.scorer))))
-              if s not in categorical]  # fmt: skip
+    scores = [s for s in dict.fromkeys(s for scorers in calls.values() for s in scorers) if s not in categorical]
     table = build_table(runs, splits=splits, scorers=scores, n_boot=N_BOOT, labels=labels)
-    table = table[[c for c in table.columns if (c[0], c[1]) in asked]]
+    table = table[[c for c in table.columns if (c[0], c[1]) in asked]]  # a scorer only in its own call's split
     known = set(evals.label)  # a row pooling runs reads "label [N runs]" (build_table)
     bare = [name if name in known else name.rsplit(" [", 1)[0] for name in table.index]
     for split in splits:
-        for scorer in categorical:
-            if (scorer, split) not in asked:
-                continue
+        for scorer in (c for c in categorical if c in calls[split]):
             bias = bias_from_eval(evals[evals.split == split], scorer).dropna(subset=["tv_bias"])
             cells = []
             for label in bare:
