@@ -28,6 +28,7 @@ from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.config import RunConfig, to_dict
 from bench.dist import cpu_halves, use_cpu
 from bench.errors import BenchError
+from bench.evalcache import model_fingerprint
 from bench.method import lr_factor
 from bench.models import add_lora, load_pipeline, save_lora
 from bench.policy import Policy
@@ -268,7 +269,8 @@ class Trainer:
             write_yaml(self.run_dir / "config.yaml", to_dict(self.config) | {"model_path": self.model_path})
             write_json(
                 self.run_dir / "env.json",
-                env_info(str(self.accelerator.device), self.accelerator.num_processes),
+                env_info(str(self.accelerator.device), self.accelerator.num_processes)
+                | {"model_fingerprint": model_fingerprint(self.model_path, weights_only=True)},
             )
         if self.log_with:
             self.accelerator.init_trackers(self.run_dir.name, config=_flat(to_dict(self.config)))

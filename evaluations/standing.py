@@ -40,14 +40,23 @@ def change(evals: pd.DataFrame, scorer: str, split: str = "train") -> tuple[floa
     return paired_difference_ci(joined.tuned, joined.base)
 
 
+def _model_fingerprint(run: Path) -> str | None:
+    """The weights fingerprint env.json records (None for runs written before it did)."""
+    import json
+
+    path = run / "env.json"
+    return json.loads(path.read_text()).get("model_fingerprint") if path.is_file() else None
+
+
 def same_protocol(a: Path, b: Path) -> bool:
-    """Whether two runs differ at most by seed and bookkeeping (the keys tables never use to tell runs apart)."""
+    """Whether two runs differ at most by seed and bookkeeping (the keys tables never use to tell runs apart) and
+    trained the same weights: a re-pretrained model keeps its name ("shapes") but is another protocol."""
     from bench.evaluations.runs import IGNORED_KEYS, flatten, read_config
 
     def key(run: Path) -> dict:
         config = read_config(run)
         kept = {k: v for k, v in flatten(config).items() if k.split(".")[0] not in IGNORED_KEYS}
-        return {**kept, "method": config.get("method")}
+        return {**kept, "method": config.get("method"), "model_fingerprint": _model_fingerprint(run)}
 
     return key(a) == key(b)
 

@@ -51,6 +51,9 @@ class ShapesModelConfig:
     caption_dropout: float = param(0.1, "share of captions replaced by '' (for guidance)")
     ema_decay: float = param(0.999, "EMA decay of the saved UNet and text encoder weights")
     seed: int = param(0, "seed for data and initialisation")
+    moon: float = param(0.034, "share of named backgrounds that are the moon (bench/shapes/world.py)")
+    moon_stereotype: float = param(0.85, "share of moon captions drawn as one yellow circle (the stereotype)")
+    unusual_colour: float = param(0.0, "share of coloured phrases captioned in an unusual colour for the shape")
 
 
 TINY = ShapesModelConfig(
@@ -111,7 +114,10 @@ def _vae_batch(pairs, rng: random.Random, n: int, size: int) -> torch.Tensor:
 
 def train_vae(vae, cfg: ShapesModelConfig, log) -> dict:
     """Reconstruction (MSE + L1) plus a tiny KL; returns the final losses and the latent scaling factor."""
-    pairs, rng = pretraining_pairs(cfg.seed + 1, cfg.image_size), random.Random(cfg.seed + 2)
+    pairs, rng = (
+        pretraining_pairs(cfg.seed + 1, cfg.image_size, cfg.moon, cfg.moon_stereotype, cfg.unusual_colour),
+        random.Random(cfg.seed + 2),
+    )
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     vae.train()
     recent = []
@@ -145,7 +151,10 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 def train_diffusion(vae, text_encoder, unet, scheduler, tokenizer, cfg: ShapesModelConfig, log):
     """Joint text-encoder + UNet training; returns EMA copies of both and the final loss."""
-    pairs, rng = pretraining_pairs(cfg.seed + 3, cfg.image_size), random.Random(cfg.seed + 4)
+    pairs, rng = (
+        pretraining_pairs(cfg.seed + 3, cfg.image_size, cfg.moon, cfg.moon_stereotype, cfg.unusual_colour),
+        random.Random(cfg.seed + 4),
+    )
     vae.requires_grad_(False)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.0)

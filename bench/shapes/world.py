@@ -85,7 +85,18 @@ def scene_from_caption(
     return Scene(background, tuple(objects))
 
 
-def _pretraining_caption(rng: random.Random) -> Caption:
+def named_background_weights(moon: float = NAMED_BACKGROUND_WEIGHTS["moon"]) -> dict:
+    """Weights of a named background: ``moon`` for the moon, the rest shared evenly by plain, grass and sky."""
+    if moon == NAMED_BACKGROUND_WEIGHTS["moon"]:
+        return NAMED_BACKGROUND_WEIGHTS  # the shipped model's, as written (no float drift in the draws)
+    if not 0.0 <= moon <= 1.0:
+        raise ValueError(f"the moon's share of named backgrounds must be in [0, 1], got {moon}")
+    return {"plain": (1 - moon) / 3, "grass": (1 - moon) / 3, "sky": (1 - moon) / 3, "moon": moon}
+
+
+def _pretraining_caption(
+    rng: random.Random, backgrounds: dict = NAMED_BACKGROUND_WEIGHTS, unusual_colour: float = 0.0
+) -> Caption:
     if rng.random() < P_COMPOSITION:
         first, second = rng.sample(SHAPES, 2)
         phrases = tuple(Phrase(s, 1, rng.choice(USUAL_COLOURS[s])) for s in (first, second))
@@ -95,18 +106,33 @@ def _pretraining_caption(rng: random.Random) -> Caption:
         colour = None
         if rng.random() < P_COLOUR_NAMED:
             colour = rng.choice(USUAL_COLOURS[shape])
+            if unusual_colour and rng.random() < unusual_colour:  # no draw at 0: the shipped stream is unchanged
+                colour = rng.choice(UNUSUAL_COLOURS[shape])
         position = rng.choice(list(POSITIONS)) if count <= 2 and rng.random() < P_POSITION else None
         phrases = (Phrase(shape, count, colour, position),)
-    background = _pick(rng, NAMED_BACKGROUND_WEIGHTS) if rng.random() < P_BACKGROUND_NAMED else None
+    background = _pick(rng, backgrounds) if rng.random() < P_BACKGROUND_NAMED else None
     return Caption(phrases, background)
 
 
-def pretraining_pairs(seed: int = 0, size: int = DEFAULT_SIZE) -> Iterator[tuple[str, Scene]]:
-    """Endless (caption, scene) pairs from the skewed pretraining distribution (module docstring)."""
-    rng = random.Random(seed)
+def pretraining_pairs(
+    seed: int = 0,
+    size: int = DEFAULT_SIZE,
+    moon: float = NAMED_BACKGROUND_WEIGHTS["moon"],
+    moon_stereotype: float = P_MOON_STEREOTYPE,
+    unusual_colour: float = 0.0,
+) -> Iterator[tuple[str, Scene]]:
+    """Endless (caption, scene) pairs from the skewed pretraining distribution (module docstring). For candidate
+    models (`bench shapes pretrain --set KEY=VALUE`, results/shapes-world-candidates/): ``moon`` (share of named
+    backgrounds) and ``moon_stereotype`` (share of moon captions drawn as the stereotype) vary the location
+    weakness; ``unusual_colour`` (share of coloured single phrases captioned, and drawn, in one of the shape's
+    unusual colours; 0 for the shipped model) the colour-binding one. The defaults are the shipped model's."""
+    for name, value in (("moon_stereotype", moon_stereotype), ("unusual_colour", unusual_colour)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    rng, backgrounds = random.Random(seed), named_background_weights(moon)
     while True:
-        caption = _pretraining_caption(rng)
-        if caption.background == "moon" and rng.random() < P_MOON_STEREOTYPE:
+        caption = _pretraining_caption(rng, backgrounds, unusual_colour)
+        if caption.background == "moon" and rng.random() < moon_stereotype:
             # The spurious association: keep the caption, draw its stereotype (one yellow circle, same region).
             drawn = Caption((Phrase(STEREOTYPE[0], 1, STEREOTYPE[1], caption.phrases[0].position),), "moon")
             yield caption.text(), scene_from_caption(drawn, rng, size=size)

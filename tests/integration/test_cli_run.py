@@ -35,6 +35,9 @@ def test_run_writes_a_complete_run_folder(capsys, tmp_path, tiny_sd, method, ext
     assert config["method"] == method and config["steps"] == 3
     env = json.loads((run_dir / "env.json").read_text())
     assert env["packages"]["torch"] and env["device"] == "cpu"
+    from bench.evalcache import model_fingerprint  # the weights it trained, so runs of another model never pool
+
+    assert env["model_fingerprint"] == model_fingerprint(tiny_sd, weights_only=True)
     rows = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2, 3]  # one update per round here
     assert all("loss" in r and "grad_norm" in r for r in rows)

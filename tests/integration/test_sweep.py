@@ -108,6 +108,11 @@ def test_standing_line_places_a_run_among_committed_ones(capsys, tmp_path):
     code, out, err = run_cli(capsys, ["standing", str(runs[1]), "--against", str(tmp_path / "r*"), "--against",
                                       str(other)])  # fmt: skip
     assert "2 of the 3 committed runs" in out and "+0.5" not in out
+    import json  # a run of re-pretrained weights (same model name, same config) is another protocol too
+
+    (runs[0] / "env.json").write_text(json.dumps({"model_fingerprint": "another model's weights"}))
+    code, out, err = run_cli(capsys, ["standing", str(runs[1]), "--against", str(tmp_path / "r*")])
+    assert "1 of the 2 committed runs of this protocol gained less (theirs: +0.029, +0.280;" in out, out
 
 
 def test_failed_cells_do_not_stop_the_others_and_status_shows_their_errors(capsys, tmp_path, tiny_sd):
@@ -122,3 +127,15 @@ def test_failed_cells_do_not_stop_the_others_and_status_shows_their_errors(capsy
     lines = out.strip().splitlines()
     assert all(line.startswith("failed") and "exit 2: error: unknown option --no-such-option" in line for line in lines)
     assert len(lines) == 2  # the second cell ran after the first failed
+
+
+def test_the_weights_fingerprint_ignores_the_model_card(tmp_path, tiny_sd):
+    from bench.evalcache import model_fingerprint
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_sd, model)
+    before = model_fingerprint(model, weights_only=True), model_fingerprint(model)
+    (model / "README.md").write_text("re-measured card\n")  # a card rewrite is the same model
+    assert model_fingerprint(model, weights_only=True) == before[0] and model_fingerprint(model) != before[1]
+    (model / "unet" / "config.json").write_text((model / "unet" / "config.json").read_text() + " ")
+    assert model_fingerprint(model, weights_only=True) != before[0]  # other files are the model

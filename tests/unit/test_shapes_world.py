@@ -145,3 +145,32 @@ def test_heldout_is_unseen_combinations_of_seen_words():
     }
     assert (2, True) in ood_structures  # positioned compositions appear only out of distribution
     assert not any(len(parse(p).phrases) == 2 and parse(p).phrases[0].position for p in train)
+
+
+def test_the_location_weakness_can_be_varied_for_candidate_models():
+    from bench.shapes.world import pretraining_pairs
+
+    def first(n, **kw):
+        pairs = pretraining_pairs(3, **kw)
+        return [next(pairs) for _ in range(n)]
+
+    shipped = first(4000)
+    assert [c for c, _ in shipped] == [c for c, _ in first(4000, moon=0.034, moon_stereotype=0.85)]
+    captions = [parse(c) for c, _ in first(4000, moon=0.1, moon_stereotype=0.0)]
+    moon = [c for c in captions if c.background == "moon"]
+    assert abs(len(moon) / len(captions) - 0.06) < 0.012  # 60% of captions name a background, 10% of those the moon
+    scenes = [s for c, s in first(4000, moon=0.1, moon_stereotype=0.0)]
+    for caption, scene in zip(captions, scenes, strict=True):  # no stereotype: every moon scene is as captioned
+        if caption.background == "moon":
+            assert sum(p.count for p in caption.phrases) == len(scene.objects)
+    with pytest.raises(ValueError, match="moon_stereotype"):
+        next(pretraining_pairs(0, moon_stereotype=1.5))
+    assert [c for c, _ in shipped] == [c for c, _ in first(4000, unusual_colour=0.0)]
+    pairs = first(20000, unusual_colour=0.05)
+    phrases = [
+        (parse(c).phrases[0], s.objects) for c, s in pairs if len(parse(c).phrases) == 1 and s.background != "moon"
+    ]
+    coloured = [(p, objects) for p, objects in phrases if p.colour]
+    unusual = [(p, objects) for p, objects in coloured if p.colour in UNUSUAL_COLOURS[p.shape]]
+    assert abs(len(unusual) / len(coloured) - 0.05) < 0.01
+    assert all(o.colour == p.colour for p, objects in unusual for o in objects)  # drawn as captioned
