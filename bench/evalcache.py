@@ -29,6 +29,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench.models import model_fingerprint
+
 OFF = ("0", "off", "false", "no")
 
 
@@ -50,28 +52,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-CARD_FILES = {"README.md", "quality.json", "footholds.json", "pretrain_stats.json"}  # measurements, not the model
-
-
-def model_fingerprint(model_path: str | Path, weights_only: bool = False) -> str | None:
-    """SHA-256 over the pipeline folder's files (relative path and content), so two clones of one model match;
-    None for a model that is not a local folder (nothing to fingerprint: not cached). ``weights_only`` leaves out
-    the model card's files at the folder's top (CARD_FILES), so re-measuring a model keeps its identity."""
-    root = Path(model_path)
-    if not root.is_dir():
-        return None
-    digest = hashlib.sha256()
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    if weights_only:
-        files = [p for p in files if not (p.parent == root and p.name in CARD_FILES)]
-    for path in files:
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def scorer_fingerprint(scorer) -> list[str]:

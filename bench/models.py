@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import itertools
 import os
 import warnings
@@ -150,3 +151,25 @@ def save_lora(unet, folder: str | Path) -> None:
     StableDiffusionPipeline.save_lora_weights(
         str(folder), unet_lora_layers=lora_state_dict(unet), unet_lora_adapter_metadata=metadata
     )
+
+
+CARD_FILES = {"README.md", "quality.json", "footholds.json", "pretrain_stats.json"}  # measurements, not the model
+
+
+def model_fingerprint(model_path: str | Path, weights_only: bool = False) -> str | None:
+    """SHA-256 over the pipeline folder's files (relative path and content), so two clones of one model match;
+    None for a model that is not a local folder (nothing to fingerprint: not cached). ``weights_only`` leaves out
+    the model card's files at the folder's top (CARD_FILES), so re-measuring a model keeps its identity."""
+    root = Path(model_path)
+    if not root.is_dir():
+        return None
+    digest = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if weights_only:
+        files = [p for p in files if not (p.parent == root and p.name in CARD_FILES)]
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

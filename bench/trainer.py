@@ -28,9 +28,8 @@ from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.config import RunConfig, to_dict
 from bench.dist import cpu_halves, use_cpu
 from bench.errors import BenchError
-from bench.evalcache import model_fingerprint
 from bench.method import lr_factor
-from bench.models import add_lora, load_pipeline, save_lora
+from bench.models import add_lora, load_pipeline, model_fingerprint, save_lora
 from bench.policy import Policy
 from bench.results import append_jsonl, env_info, replace_dir, write_json, write_text, write_yaml
 from bench.timing import phase

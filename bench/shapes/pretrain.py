@@ -27,7 +27,13 @@ from bench.config import param
 from bench.shapes.grammar import grammar_words
 from bench.shapes.render import rasterise
 from bench.shapes.tokenizer import write_clip_tokenizer
-from bench.shapes.world import pretraining_pairs, random_caption, scene_from_caption
+from bench.shapes.world import (
+    NAMED_BACKGROUND_WEIGHTS,
+    P_MOON_STEREOTYPE,
+    pretraining_pairs,
+    random_caption,
+    scene_from_caption,
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,8 @@ class ShapesModelConfig:
     caption_dropout: float = param(0.1, "share of captions replaced by '' (for guidance)")
     ema_decay: float = param(0.999, "EMA decay of the saved UNet and text encoder weights")
     seed: int = param(0, "seed for data and initialisation")
-    moon: float = param(0.034, "share of named backgrounds that are the moon (bench/shapes/world.py)")
-    moon_stereotype: float = param(0.85, "share of moon captions drawn as one yellow circle (the stereotype)")
+    moon: float = param(NAMED_BACKGROUND_WEIGHTS["moon"], "share of named backgrounds that are the moon (world.py)")
+    moon_stereotype: float = param(P_MOON_STEREOTYPE, "share of moon captions drawn as one yellow circle")
     unusual_colour: float = param(0.0, "share of coloured phrases captioned in an unusual colour for the shape")
 
 

@@ -35,7 +35,7 @@ def test_run_writes_a_complete_run_folder(capsys, tmp_path, tiny_sd, method, ext
     assert config["method"] == method and config["steps"] == 3
     env = json.loads((run_dir / "env.json").read_text())
     assert env["packages"]["torch"] and env["device"] == "cpu"
-    from bench.evalcache import model_fingerprint  # the weights it trained, so runs of another model never pool
+    from bench.models import model_fingerprint  # the weights it trained, so runs of another model never pool
 
     assert env["model_fingerprint"] == model_fingerprint(tiny_sd, weights_only=True)
     rows = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]

@@ -130,7 +130,7 @@ def test_failed_cells_do_not_stop_the_others_and_status_shows_their_errors(capsy
 
 
 def test_the_weights_fingerprint_ignores_the_model_card(tmp_path, tiny_sd):
-    from bench.evalcache import model_fingerprint
+    from bench.models import model_fingerprint
 
     model = tmp_path / "model"
     shutil.copytree(tiny_sd, model)
