@@ -50,15 +50,17 @@ def _model_fingerprint(run: Path) -> str | None:
 
 def same_protocol(a: Path, b: Path) -> bool:
     """Whether two runs differ at most by seed and bookkeeping (the keys tables never use to tell runs apart) and
-    trained the same weights: a re-pretrained model keeps its name ("shapes") but is another protocol."""
+    trained the same weights: a re-pretrained model keeps its name ("shapes") but is another protocol. A run written
+    before env.json recorded the weights (no fingerprint) matches on its config alone."""
     from bench.evaluations.runs import IGNORED_KEYS, flatten, read_config
 
     def key(run: Path) -> dict:
         config = read_config(run)
         kept = {k: v for k, v in flatten(config).items() if k.split(".")[0] not in IGNORED_KEYS}
-        return {**kept, "method": config.get("method"), "model_fingerprint": _model_fingerprint(run)}
+        return {**kept, "method": config.get("method")}
 
-    return key(a) == key(b)
+    weights = _model_fingerprint(a), _model_fingerprint(b)
+    return key(a) == key(b) and (None in weights or weights[0] == weights[1])
 
 
 def _evals(run: Path) -> pd.DataFrame:

@@ -112,6 +112,9 @@ def test_standing_line_places_a_run_among_committed_ones(capsys, tmp_path):
 
     (runs[0] / "env.json").write_text(json.dumps({"model_fingerprint": "another model's weights"}))
     code, out, err = run_cli(capsys, ["standing", str(runs[1]), "--against", str(tmp_path / "r*")])
+    assert "2 of the 3 committed runs" in out  # runs[1] records no weights (written before env.json did): config only
+    (runs[1] / "env.json").write_text(json.dumps({"model_fingerprint": "the shipped weights"}))
+    code, out, err = run_cli(capsys, ["standing", str(runs[1]), "--against", str(tmp_path / "r*")])
     assert "1 of the 2 committed runs of this protocol gained less (theirs: +0.029, +0.280;" in out, out
 
 
