@@ -118,12 +118,14 @@ def _vae_batch(pairs, rng: random.Random, n: int, size: int) -> torch.Tensor:
     return _images(scenes, size)
 
 
+def _pairs(cfg: ShapesModelConfig, seed: int):
+    """The pretraining stream for ``seed`` with the config's image size and distribution settings."""
+    return pretraining_pairs(seed, cfg.image_size, cfg.moon, cfg.moon_stereotype, cfg.unusual_colour)
+
+
 def train_vae(vae, cfg: ShapesModelConfig, log) -> dict:
     """Reconstruction (MSE + L1) plus a tiny KL; returns the final losses and the latent scaling factor."""
-    pairs, rng = (
-        pretraining_pairs(cfg.seed + 1, cfg.image_size, cfg.moon, cfg.moon_stereotype, cfg.unusual_colour),
-        random.Random(cfg.seed + 2),
-    )
+    pairs, rng = _pairs(cfg, cfg.seed + 1), random.Random(cfg.seed + 2)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     vae.train()
     recent = []
@@ -157,10 +159,7 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 def train_diffusion(vae, text_encoder, unet, scheduler, tokenizer, cfg: ShapesModelConfig, log):
     """Joint text-encoder + UNet training; returns EMA copies of both and the final loss."""
-    pairs, rng = (
-        pretraining_pairs(cfg.seed + 3, cfg.image_size, cfg.moon, cfg.moon_stereotype, cfg.unusual_colour),
-        random.Random(cfg.seed + 4),
-    )
+    pairs, rng = _pairs(cfg, cfg.seed + 3), random.Random(cfg.seed + 4)
     vae.requires_grad_(False)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=0.0)
