@@ -26,9 +26,12 @@ lint: setup
 	$(BIN)/ruff check bench methods evaluations tests scripts
 	$(BIN)/ruff format --check bench methods evaluations tests scripts
 
+# One pytest-xdist worker per core, at most 4; each worker's torch takes its share of the cores (tests/conftest.py).
+TEST_WORKERS ?= $(shell $(PY) -c 'import os; print(min(4, os.cpu_count() or 1))')
+
 test: setup lint
 	@sh .ci/install-chromium.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal -m "not slow" tests
 
 # Minutes each and several GB of memory (SD v1.5's architecture at 512 px on CPU): not part of `make test`.
 test-slow: setup

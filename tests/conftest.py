@@ -11,6 +11,13 @@ os.environ.setdefault("BENCH_EVAL_CACHE", "off")  # tests never read or fill the
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# `make test` runs the suite in pytest-xdist workers, one per core: each worker's torch gets its share of the cores,
+# so the workers never oversubscribe them. Tests of the two-thread paths (the reference beside the policy, two
+# backward groups side by side) ask for them with the `two_threads` fixture.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    torch.set_num_threads(max(1, torch.get_num_threads() // _WORKERS))
+
 WORDS = ["a", "red", "blue", "green", "circle", "square", "and", "the", "on", "moon", "four", "cat", "dog"]
 
 
@@ -77,6 +84,15 @@ def build_tiny_pipeline(folder, seed: int = 0):
     )
     pipe.save_pretrained(folder / "pipe")
     return folder / "pipe"
+
+
+@pytest.fixture()
+def two_threads():
+    """Two torch threads for one test (the paths that split them in halves), then the worker's own setting."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="session")

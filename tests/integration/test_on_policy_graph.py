@@ -43,7 +43,7 @@ def _train(tiny_sd, tmp_path, method, graph: str, rounds=2, forbid_recompute=Fal
 
 
 @pytest.mark.parametrize("method, parallel", [("dpok", "auto"), ("dpok", "off"), ("ddpo", "auto")])
-def test_graph_step_equals_recomputed_step(tiny_sd, tmp_path, method, parallel):
+def test_graph_step_equals_recomputed_step(tiny_sd, tmp_path, method, parallel, two_threads):
     """Side by side (two groups of steps, two threads) or as one backward: the recomputing path's update."""
     kept, rows_kept = _train(tiny_sd, tmp_path, method, "auto", forbid_recompute=True, parallel=parallel)
     recomputed, rows_re = _train(tiny_sd, tmp_path, method, "off")

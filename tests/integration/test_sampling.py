@@ -11,6 +11,7 @@ from bench.sampling import (
     gaussian_log_prob,
     guided_eps,
     kl_estimate,
+    reference_threads,
     rollout,
 )
 
@@ -137,3 +138,17 @@ def test_min_std_leaves_out_the_near_deterministic_steps(tiny_pipe):
     assert len(kept["x_t"]) == len(PROMPTS) * 3
     assert set(kept["timestep"].tolist()) == {int(t) for t, s in zip(out.timesteps, stds, strict=True) if s > threshold}
     assert len(out.transitions()["x_t"]) == len(PROMPTS) * 5  # the default trains every stochastic step
+
+
+def test_reference_beside_the_policy_equals_the_reference_after_it(tiny_pipe, two_threads):
+    """parallel_reference=auto (a second thread, half the cores each) samples and scores what =off does."""
+    add_lora(tiny_pipe.unet, 4, 4.0, TARGETS)
+    randomize_lora(tiny_pipe.unet)
+    outs = {}
+    for mode in ("auto", "off"):
+        sampling = SamplingConfig(num_steps=4, guidance_scale=3.0, eta=1.0, parallel_reference=mode)
+        assert reference_threads(sampling, "cpu") == (1 if mode == "auto" else 0)  # the two paths do differ
+        outs[mode] = rollout(tiny_pipe, PROMPTS, SEEDS, sampling, PromptCache(tiny_pipe), reference=True)
+    assert outs["auto"].kl.abs().max().item() > 1e-4  # the adapted policy differs from the reference
+    for field in ("images", "log_probs", "kl"):
+        torch.testing.assert_close(getattr(outs["auto"], field), getattr(outs["off"], field), atol=1e-6, rtol=1e-5)
