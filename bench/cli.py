@@ -264,7 +264,9 @@ def standing_cmd(
 @app.command("sweep", help="Run a grid of runs (methods x settings x seeds) in stable folders; resumable cell by cell.")
 def sweep_cmd(
     grid_file: str = typer.Argument(..., help="grid YAML (see bench/sweep.py)"),
-    status: bool = typer.Option(False, "--status", help="print each cell's state (done, running, failed, missing...)"),
+    status: bool = typer.Option(
+        False, "--status", help="print each cell's state (done, running, failed, stale, missing...)"
+    ),
     executor: str = typer.Option("local", "--executor", help="local (a process pool here), slurm (submitit) or ray"),
     jobs: int = typer.Option(
         None, "--jobs", help="cells at a time (local: default one per 2 cores; slurm: array parallelism)"

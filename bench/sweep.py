@@ -17,8 +17,10 @@ is *done* when its run has trained every round and ``eval.parquet`` holds every 
 (a call's ``split``, else its ``prompts``, else ``train``, as `bench eval` names them); a cell whose run stopped part
 way is resumed from its checkpoint (``bench run --resume``), so a sweep stopped at any point continues where it was.
 Each cell is a `bench` subprocess whose output goes to the cell's ``sweep.log``; ``--status`` says which cells are done,
-running, failed (with the last error line), trained (not yet evaluated), partial or missing. A failed cell does not
-stop the others; the sweep exits with an error that lists the failed cells once the rest have run.
+running, failed (with the last error line), trained (not yet evaluated), partial, missing, or stale: the cell holds a
+run of other settings (or other model weights) than the grid now resolves to, which is neither counted as done nor
+overwritten. A failed or stale cell does not stop the others; the sweep exits with an error that lists them once the
+rest have run.
 
 Where the cells run (``--executor``):
 
@@ -40,6 +42,7 @@ resuming do not depend on where a cell ran. Slurm and Ray nodes need the project
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -57,7 +60,10 @@ import yaml
 
 from bench.errors import BenchError
 
-STATES = ("done", "running", "failed", "trained", "partial", "missing")
+STATES = ("done", "running", "failed", "trained", "partial", "missing", "stale")
+# Run settings that say where a run is kept and how it is watched, not what it trains: a cell's run may differ in
+# these from what the grid asks for now and still count as the grid's.
+BOOKKEEPING = frozenset({"results_dir", "model_path", "checkpoint_every", "allow_download", "log_with", "eval_scorers"})
 EXECUTORS = ("local", "slurm", "ray")
 LOG, FAILED, RUNNING = "sweep.log", "sweep.failed", "sweep.running"  # in each cell's folder
 
@@ -208,12 +214,54 @@ def _alive(pid_file: Path, grid: Grid | None = None) -> bool:
     return True
 
 
+def drift(cell: Cell, run: Path) -> dict[str, tuple]:
+    """Where the run in a cell's folder differs from what the grid asks for now, as {setting: (the run's value,
+    the grid's)}: its config.yaml against the cell's config as `bench run` would resolve it today (settings files
+    included; BOOKKEEPING left out), and the weights' fingerprint in its env.json against the model's now. A setting
+    only one side has is left out (a RunConfig field added since the run defaults to the old behaviour), and so is
+    the fingerprint of a run written before env.json recorded it."""
+    from bench.config import to_dict
+    from bench.evaluations.runs import flatten
+    from bench.resolve import resolve_model_path
+
+    have = flatten(yaml.safe_load((run / "config.yaml").read_text()))
+    config = resolve_cell(cell)
+    want = flatten(to_dict(config))
+    out = {
+        k: (have[k], want[k]) for k in sorted(have.keys() & want.keys()) if k not in BOOKKEEPING and have[k] != want[k]
+    }
+    env = run / "env.json"
+    recorded = json.loads(env.read_text()).get("model_fingerprint") if env.is_file() else None
+    if recorded:
+        now = _fingerprint(resolve_model_path(config.world, config.model))
+        if now and now != recorded:
+            out["model weights"] = (recorded[:8], now[:8])
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(model_path: str) -> str | None:
+    """The weights fingerprint of a local model folder, read once per process (a sweep's model does not change)."""
+    from bench.models import model_fingerprint
+
+    return model_fingerprint(model_path, weights_only=True)
+
+
+def describe_drift(changes: dict[str, tuple]) -> str:
+    """``prompts: the run's 'a', the grid's 'b'; ...`` for a stale cell's status line and error."""
+    return "; ".join(f"{k}: the run's {a!r}, the grid's {b!r}" for k, (a, b) in changes.items())
+
+
 def state(cell: Cell, grid: Grid) -> str:
     """One of STATES: done (trained and evaluated, or trained when the grid has no eval), running (a sweep process
-    is on it now), failed (its last command exited with an error; ``failure`` says how), trained, partial, missing."""
+    is on it now), failed (its last command exited with an error; ``failure`` says how), trained, partial, missing,
+    or stale: its folder holds a run of other settings or weights than the grid now asks for (``drift`` says which),
+    which a sweep neither counts as done nor touches."""
     if (cell.folder / RUNNING).is_file() and _alive(cell.folder / RUNNING, grid):
         return "running"
     run = run_folder(cell)
+    if run is not None and drift(cell, run):
+        return "stale"
     if run is not None and _rounds_done(run)[0] >= _rounds_done(run)[1]:
         if not missing_evals(run, grid):
             return "done"
@@ -337,6 +385,12 @@ def run_cell(cell: Cell, grid: Grid, echo=print, env: dict | None = None) -> Non
     (cell.folder / FAILED).unlink(missing_ok=True)
     try:
         current = state(cell, grid)
+        if current == "stale":
+            run = run_folder(cell)
+            raise BenchError(
+                f"{run} was run with other settings than the grid's ({describe_drift(drift(cell, run))}); move that "
+                "run folder out of the cell to run it again, or give the grid its settings back"
+            )
         if current == "missing":
             _bench(["run", *_option_args(cell.options), "--results-dir", str(cell.folder)], cell, echo, env)
         elif current == "partial":
@@ -351,14 +405,20 @@ def run_cell(cell: Cell, grid: Grid, echo=print, env: dict | None = None) -> Non
 
 
 def cell_states(grid: Grid) -> list[tuple[Cell, str]]:
-    """Every cell of the grid with its state (done, running, failed, partial, missing)."""
+    """Every cell of the grid with its state (one of STATES)."""
     return [(c, state(c, grid)) for c in cells(grid)]
 
 
 def status_lines(grid: Grid, states: list[tuple[Cell, str]] | None = None) -> list[str]:
     """One line per cell: its state and folder, and for a failed cell its last error line (``states``: from
     ``cell_states``, when the caller has them already)."""
-    return [f"{current:8s} {c.folder}" + (f"  ({failure(c)})" if current == "failed" else "")
+
+    def why(cell: Cell, current: str) -> str:
+        if current == "failed":
+            return f"  ({failure(cell)})"
+        return f"  ({describe_drift(drift(cell, run_folder(cell)))})" if current == "stale" else ""
+
+    return [f"{current:8s} {c.folder}{why(c, current)}"
             for c, current in (states if states is not None else cell_states(grid))]  # fmt: skip
 
 

@@ -91,6 +91,26 @@ def test_sweep_runs_evaluates_and_marks_a_stopped_cell_partial(capsys, tmp_path,
     assert code == 0 and out.split()[0::2] == ["done", "partial"]
     code, out, err = run_cli(capsys, ["sweep", str(path), "--dry-run"])
     assert code == 0 and out.splitlines() == [f"would run {cells(grid)[1].folder} (partial)"], out  # not the done one
+    # The grid changes after its cells ran: their runs are stale, neither done nor touched, and say what differs.
+    changed = yaml.safe_load(path.read_text())
+    changed["run"]["beta"] = 0.5
+    path.write_text(yaml.safe_dump(changed, sort_keys=False))
+    logs = [(run_folder(c) / "train.jsonl").read_text() for c in cells(grid)]
+    code, out, err = run_cli(capsys, ["sweep", str(path), "--status"])
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["stale", "stale"], out
+    assert "(hparams.beta: the run's 0.01, the grid's 0.5)" in out, out
+    code, out, err = run_cli(capsys, ["sweep", str(path)])
+    assert code == 2 and "2 of 2 cells failed" in err and "move that run folder out of the cell" in err, err
+    assert [(run_folder(c) / "train.jsonl").read_text() for c in cells(grid)] == logs
+    changed["run"].pop("beta")  # the grid's settings back; then other weights under the same model name
+    path.write_text(yaml.safe_dump(changed, sort_keys=False))
+    assert [state(c, grid) for c in cells(grid)] == ["done", "partial"]
+    import json
+
+    env = run_folder(cells(grid)[0]) / "env.json"
+    env.write_text(json.dumps({**json.loads(env.read_text()), "model_fingerprint": "0123456789abcdef"}))
+    code, out, err = run_cli(capsys, ["sweep", str(path), "--status"])
+    assert out.splitlines()[0].startswith("stale") and "model weights: the run's '01234567'" in out, out
 
 
 def test_standing_line_places_a_run_among_committed_ones(capsys, tmp_path):
