@@ -218,8 +218,8 @@ def drift(cell: Cell, run: Path) -> dict[str, tuple]:
     """Where the run in a cell's folder differs from what the grid asks for now, as {setting: (the run's value,
     the grid's)}: its config.yaml against the cell's config as `bench run` would resolve it today (settings files
     included; BOOKKEEPING left out), and the weights' fingerprint in its env.json against the model's now. A setting
-    only one side has is left out (a RunConfig field added since the run defaults to the old behaviour), and so is
-    the fingerprint of a run written before env.json recorded it."""
+    only one side has is left out (a RunConfig field added since the run defaults to the old behaviour), and so are
+    the weights of a run written before env.json recorded them or of a model not on this machine."""
     from bench.config import to_dict
     from bench.evaluations.runs import flatten
     from bench.resolve import resolve_model_path
@@ -233,7 +233,10 @@ def drift(cell: Cell, run: Path) -> dict[str, tuple]:
     env = run / "env.json"
     recorded = json.loads(env.read_text()).get("model_fingerprint") if env.is_file() else None
     if recorded:
-        now = _fingerprint(resolve_model_path(config.world, config.model))
+        try:
+            now = _fingerprint(resolve_model_path(config.world, config.model))
+        except BenchError:  # the model is not on this machine (a hub name, weights elsewhere): nothing to compare
+            now = None
         if now and now != recorded:
             out["model weights"] = (recorded[:8], now[:8])
     return out
