@@ -221,17 +221,17 @@ def drift(cell: Cell, run: Path) -> dict[str, tuple]:
     only one side has is left out (a RunConfig field added since the run defaults to the old behaviour), and so are
     the weights of a run written before env.json recorded them or of a model not on this machine."""
     from bench.config import to_dict
-    from bench.evaluations.runs import flatten
+    from bench.evaluations.runs import flatten, read_config
+    from bench.evaluations.standing import recorded_fingerprint
     from bench.resolve import resolve_model_path
 
-    have = flatten(yaml.safe_load((run / "config.yaml").read_text()))
+    have = flatten(read_config(run))
     config = resolve_cell(cell)
     want = flatten(to_dict(config))
     out = {
         k: (have[k], want[k]) for k in sorted(have.keys() & want.keys()) if k not in BOOKKEEPING and have[k] != want[k]
     }
-    env = run / "env.json"
-    recorded = json.loads(env.read_text()).get("model_fingerprint") if env.is_file() else None
+    recorded = recorded_fingerprint(run)
     if recorded:
         try:
             now = _fingerprint(resolve_model_path(config.world, config.model))

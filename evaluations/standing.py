@@ -40,7 +40,7 @@ def change(evals: pd.DataFrame, scorer: str, split: str = "train") -> tuple[floa
     return paired_difference_ci(joined.tuned, joined.base)
 
 
-def _model_fingerprint(run: Path) -> str | None:
+def recorded_fingerprint(run: Path) -> str | None:
     """The weights fingerprint env.json records (None for runs written before it did)."""
     import json
 
@@ -59,7 +59,7 @@ def same_protocol(a: Path, b: Path) -> bool:
         kept = {k: v for k, v in flatten(config).items() if k.split(".")[0] not in IGNORED_KEYS}
         return {**kept, "method": config.get("method")}
 
-    weights = _model_fingerprint(a), _model_fingerprint(b)
+    weights = recorded_fingerprint(a), recorded_fingerprint(b)
     return key(a) == key(b) and (None in weights or weights[0] == weights[1])
 
 
