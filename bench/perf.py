@@ -36,9 +36,11 @@ from bench.timing import PeakMemory, record
 
 DEMO_PROMPTS = "shapes-demo"
 #: the 60c05b5 demo recipe as explicit options (the shipped recipe may change; this workload does not)
+#: its sampler (the sampling section reads its steps from here when it runs: a test shortens them)
+SAMPLING = {"num_steps": 20, "guidance_scale": 5.0, "eta": 1.0}
 WORKLOAD = {
     "common": {"method": "dpok", "model": "shapes", "prompts": DEMO_PROMPTS, "reward": "shapes-reward"},
-    "sets": ["sampling.num_steps=20", "sampling.guidance_scale=5.0", "sampling.eta=1.0"],
+    "sets": [f"sampling.{key}={value}" for key, value in SAMPLING.items()],
     "method": {"beta": 0.01, "alpha": 2.0, "lr": 0.005, "samples_per_round": 16, "updates_per_round": 1,
                "batch_size": 32, "grad_accum": 10, "buffer_size": 320, "advantage_scale": "prompt_std"},
 }  # fmt: skip
@@ -98,7 +100,7 @@ class Bench:
         self.cache = PromptCache(self.pipe)
         base = load_prompts(DEMO_PROMPTS)
         self.prompts = [base[i % len(base)] for i in range(WORKLOAD["method"]["samples_per_round"])]
-        self.sampling = SamplingConfig(num_steps=20, guidance_scale=5.0, eta=1.0)
+        self.sampling = SamplingConfig(**SAMPLING)
 
     def generators(self, n: int):
         return [torch.Generator("cpu").manual_seed(i) for i in range(n)]
@@ -117,12 +119,12 @@ class Bench:
                 output_type="pt",
             ).images
 
-    def rollout(self, prompts, steps: int = 20, reference: bool = True, keep_graph: bool = False, backward=False):
+    def rollout(self, prompts, steps: int | None = None, reference=True, keep_graph: bool = False, backward=False):
         import dataclasses
 
         from bench.sampling import rollout
 
-        sampling = dataclasses.replace(self.sampling, num_steps=steps)
+        sampling = dataclasses.replace(self.sampling, num_steps=steps or self.sampling.num_steps)
         out = rollout(self.pipe, list(prompts), list(range(len(prompts))), sampling, self.cache,
                       reference=reference, keep_graph=keep_graph)  # fmt: skip
         if backward:
@@ -163,11 +165,11 @@ class Bench:
 
 
 def section_sampling(b: Bench) -> dict:
-    reps = 2 if b.quick else 4
+    reps, steps = (2 if b.quick else 4), b.sampling.num_steps
     t = _interleaved(
         {
-            "pipeline": lambda: b.pipeline_call(b.prompts, 20),
-            "pipeline_reference": lambda: b.pipeline_call(b.prompts, 20, reference=True),
+            "pipeline": lambda: b.pipeline_call(b.prompts, steps),
+            "pipeline_reference": lambda: b.pipeline_call(b.prompts, steps, reference=True),
             "rollout": lambda: b.rollout(b.prompts, reference=False),
             "rollout_reference": lambda: b.rollout(b.prompts, reference=True),
             "rollout_graph": lambda: b.rollout(b.prompts, reference=True, keep_graph=True),
@@ -177,7 +179,7 @@ def section_sampling(b: Bench) -> dict:
     return {
         "seconds": t,
         "batch": len(b.prompts),
-        "steps": 20,
+        "steps": steps,
         "rollout_vs_pipeline": t["rollout"] / t["pipeline"],
         "rollout_reference_vs_pipeline": t["rollout_reference"] / t["pipeline"],
         "rollout_graph_vs_rollout_reference": t["rollout_graph"] / t["rollout_reference"],
