@@ -207,15 +207,31 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("folder", nargs="?", default=None, help="model folder (default: the shipped shapes model)")
     parser.add_argument("--samples", type=int, default=256, help="evaluation seeds per prompt for the footholds")
+    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated families to measure")
+    parser.add_argument(
+        "--screen", action="store_true", help="footholds only, printed as a table: no quality, no card written"
+    )
     args = parser.parse_args(argv)
+    families = tuple(f.strip() for f in args.families.split(",") if f.strip())
+    if unknown := sorted(set(families) - set(FAMILIES)):
+        parser.error(f"--families: unknown {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+    if set(families) != set(FAMILIES) and not args.screen:
+        parser.error("a model card covers every family: add --screen to measure some of them only")
     folder = Path(args.folder or model_folder("shapes"))
-    stats = json.loads((folder / "pretrain_stats.json").read_text())
-    quality = {**measure(folder), "oracle_version": ShapesOracle.version}
 
     def show(row):
         print(f"{row['prompt']:<45} foothold {row['foothold']:6.1%}  gold {row['gold_mean_ci'][0]:.3f}  "
               f"agreement {row['agreement']:.2f}", file=sys.stderr, flush=True)  # fmt: skip
 
+    if args.screen:  # a candidate model, before it is worth a card
+        holds = footholds(load_pipeline(str(folder)), args.samples, progress=show, families=families)
+        print("\n".join(foothold_table(holds)))
+        for family in families:
+            rows = [r for r in holds if r["family"] == family]
+            print(f"{family}: {sum(map(foothold_ok, rows))} of {len(rows)} prompts in range")
+        return
+    stats = json.loads((folder / "pretrain_stats.json").read_text())
+    quality = {**measure(folder), "oracle_version": ShapesOracle.version}
     holds = footholds(load_pipeline(str(folder)), args.samples, progress=show)
     print(write_model_card(folder, stats, quality, holds))
 

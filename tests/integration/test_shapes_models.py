@@ -69,20 +69,39 @@ def test_model_card_reports_the_measurements(tiny_shapes):
     assert "yellow circle in 70% of samples" in text and "{'red': 60, 'blue': 4}" in text
 
 
-def test_footholds_measure_every_prompt_of_the_families(tiny_shapes):
-    from bench.models import load_pipeline
-    from bench.shapes.card import FAMILIES, foothold_ok, footholds
+def test_footholds_measure_every_prompt_of_the_families(tiny_shapes, capsys):
+    from bench.shapes.card import FAMILIES, main
 
     families = ("count", "location")  # 16 of the 52 family prompts: the same code path, a third of the time
     assert set(families) < set(FAMILIES)
-    rows = footholds(load_pipeline(str(tiny_shapes)), n=2, families=families)
+    # `python -m bench.shapes.card FOLDER --screen --families ...`: a candidate's footholds, no card written
+    before = {p: p.stat().st_mtime_ns for p in tiny_shapes.rglob("*")}
+    main([str(tiny_shapes), "--screen", "--families", ",".join(families), "--samples", "2"])
+    out = capsys.readouterr().out.splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out if line.startswith("| ")][2:]  # header, rule
     family_prompts = [p for f in families for p in load_prompts(f"shapes-family-{f}")]
-    assert sorted(r["prompt"] for r in rows) == sorted(family_prompts)
-    for row in rows:
-        assert row["foothold"] in (0.0, 0.5, 1.0) and 0 <= row["gold_mean_ci"][0] <= 1
-        assert foothold_ok(row) == (0.05 <= row["foothold"] <= 0.40 and row["gold_mean_ci"][0] <= 0.65)
+    assert sorted(r[1] for r in rows) == sorted(family_prompts)
     train = set(load_prompts("shapes-train"))
-    assert all(r["split"] == ("train" if r["prompt"] in train else "heldout") for r in rows)
+    for _family, prompt, split, foothold, gold, *_, in_range in rows:
+        assert foothold in ("0.0%", "50.0%", "100.0%") and 0 <= float(gold.split()[0]) <= 1
+        ok = 5 <= float(foothold.rstrip("%")) <= 40 and float(gold.split()[0]) <= 0.65
+        assert in_range == ("yes" if ok else "no") and split == ("train" if prompt in train else "heldout")
+    for family in families:
+        count = sum(r[-1] == "yes" for r in rows if r[0] == family)
+        assert f"{family}: {count} of {len(load_prompts(f'shapes-family-{family}'))} prompts in range" in out
+    assert {p: p.stat().st_mtime_ns for p in tiny_shapes.rglob("*")} == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--families", "count"], "add --screen"), (["--screen", "--families", "count,size"], "unknown size")],
+)
+def test_card_refuses_a_partial_card_and_unknown_families(tiny_shapes, capsys, args, message):
+    from bench.shapes.card import main
+
+    with pytest.raises(SystemExit):
+        main([str(tiny_shapes), *args])
+    assert message in capsys.readouterr().err
 
 
 def test_reward_training_and_scorer(capsys, tiny_shapes, tmp_path):
