@@ -78,7 +78,8 @@ def test_footholds_measure_every_prompt_of_the_families(tiny_shapes, capsys):
     before = {p: p.stat().st_mtime_ns for p in tiny_shapes.rglob("*")}
     main([str(tiny_shapes), "--screen", "--families", ",".join(families), "--samples", "2"])
     out = capsys.readouterr().out.splitlines()
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out if line.startswith("| ")][2:]  # header, rule
+    table = [line for line in out if line.startswith("| ")][2:]  # after the header and its rule
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table]
     family_prompts = [p for f in families for p in load_prompts(f"shapes-family-{f}")]
     assert sorted(r[1] for r in rows) == sorted(family_prompts)
     train = set(load_prompts("shapes-train"))
