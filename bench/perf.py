@@ -35,9 +35,9 @@ import torch
 from bench.timing import PeakMemory, record
 
 DEMO_PROMPTS = "shapes-demo"
-#: the 60c05b5 demo recipe as explicit options (the shipped recipe may change; this workload does not)
-#: its sampler (the sampling section reads its steps from here when it runs: a test shortens them)
+#: the workload's sampler (the sampling section reads its steps from here when it runs: a test shortens them)
 SAMPLING = {"num_steps": 20, "guidance_scale": 5.0, "eta": 1.0}
+#: the 60c05b5 demo recipe as explicit options (the shipped recipe may change; this workload does not)
 WORKLOAD = {
     "common": {"method": "dpok", "model": "shapes", "prompts": DEMO_PROMPTS, "reward": "shapes-reward"},
     "sets": [f"sampling.{key}={value}" for key, value in SAMPLING.items()],
