@@ -129,6 +129,48 @@ def _fmt(ci) -> str:
     return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def _distribution(cfg: dict) -> str:
+    """The pretraining-distribution settings of a config, as the card states them."""
+    from bench.shapes.world import NAMED_BACKGROUND_WEIGHTS, P_MOON_STEREOTYPE
+
+    moon = cfg.get("moon", NAMED_BACKGROUND_WEIGHTS["moon"])
+    stereotype = cfg.get("moon_stereotype", P_MOON_STEREOTYPE)
+    return (
+        f"moon on {moon:.1%} of named backgrounds, {stereotype:.0%} of moon captions drawn as one yellow circle, "
+        f"{cfg.get('unusual_colour', 0.0):.1%} of coloured phrases in an unusual colour"
+    )
+
+
+def _stage_lines(stats: dict) -> list[str]:
+    """How the model was made: one from-scratch stage, or a warm-started stage on top of an earlier model."""
+    cfg, init = stats["config"], stats.get("init")
+    command = stats.get("command") or "bench shapes pretrain"
+    diffusion = (
+        f"UNet + text encoder on {cfg['unet_steps']} x {cfg['unet_batch']} pretraining pairs (lr {cfg['unet_lr']}) "
+        f"with {cfg['caption_dropout']:.0%} caption dropout, EMA {cfg['ema_decay']}"
+    )
+    if init is None:
+        return [
+            f"- Command: `{command}` (seed {cfg['seed']}; reproducible from it).",
+            f"- Data: rendered on the fly; VAE on {cfg['vae_steps']} x {cfg['vae_batch']} scenes (half pretraining "
+            f"distribution, half the whole grammar), {diffusion}.",
+            f"- Distribution: {_distribution(cfg)}.",
+            f"- Wall time on 2 CPU cores: VAE {stats['vae_minutes']:.1f} min, UNet {stats['unet_minutes']:.1f} min, "
+            f"total {stats.get('total_minutes', 0):.1f} min.",
+        ]
+    first = init.get("config", {})
+    return [
+        "- Two stages. Stage 1, from scratch: "
+        f"`{init.get('command') or 'bench shapes pretrain'}` (seed {first.get('seed', '?')}), VAE on "
+        f"{first.get('vae_steps', '?')} x {first.get('vae_batch', '?')} scenes, UNet + text encoder on "
+        f"{first.get('unet_steps', '?')} x {first.get('unet_batch', '?')} pairs; distribution: "
+        f"{_distribution(first)}; {init.get('total_minutes', 0):.1f} min.",
+        f"- Stage 2, a warm start from stage 1's weights (its VAE kept): `{command}` (seed {cfg['seed']}), "
+        f"{diffusion}; distribution: {_distribution(cfg)}; {stats['unet_minutes']:.1f} min.",
+        f"- Wall time on 2 CPU cores, both stages: {init.get('total_minutes', 0) + stats['unet_minutes']:.1f} min.",
+    ]
+
+
 def write_model_card(
     folder: str | Path, stats: dict, quality: dict | None = None, holds: list[dict] | None = None
 ) -> Path:
@@ -142,7 +184,6 @@ def write_model_card(
         holds = footholds(load_pipeline(str(folder)))
     (folder / "footholds.json").write_text(json.dumps(holds, indent=2) + "\n")
     size_mb = sum(p.stat().st_size for p in folder.rglob("*.safetensors")) / 2**20
-    cfg = stats["config"]
     lines = [
         "# Shapes world: tiny Stable Diffusion",
         "",
@@ -151,12 +192,7 @@ def write_model_card(
         "Load it with `StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)`; weights are "
         "stored in fp16 to stay small.",
         "",
-        f"- Command: `{stats.get('command') or 'bench shapes pretrain'}` (seed {cfg['seed']}; reproducible from it).",
-        f"- Data: rendered on the fly; VAE on {cfg['vae_steps']} x {cfg['vae_batch']} scenes (half pretraining "
-        f"distribution, half the whole grammar), UNet + text encoder on {cfg['unet_steps']} x {cfg['unet_batch']} "
-        f"pretraining pairs with {cfg['caption_dropout']:.0%} caption dropout, EMA {cfg['ema_decay']}.",
-        f"- Wall time on 2 CPU cores: VAE {stats['vae_minutes']:.1f} min, UNet {stats['unet_minutes']:.1f} min, "
-        f"total {stats.get('total_minutes', 0):.1f} min.",
+        *_stage_lines(stats),
         f"- Parameters: {stats['parameters']}; safetensors on disk {size_mb:.1f} MB.",
         f"- VAE reconstruction L1 (images in [-1, 1]): {stats['vae_recon_l1']:.4f}; latent scaling factor "
         f"{stats['scaling_factor']:.4f}; final diffusion loss {stats['unet_loss']:.4f}.",

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.config import param
+from bench.errors import BenchError
 from bench.shapes.grammar import grammar_words
 from bench.shapes.render import rasterise
 from bench.shapes.tokenizer import write_clip_tokenizer
@@ -60,6 +61,7 @@ class ShapesModelConfig:
     moon: float = param(NAMED_BACKGROUND_WEIGHTS["moon"], "share of named backgrounds that are the moon (world.py)")
     moon_stereotype: float = param(P_MOON_STEREOTYPE, "share of moon captions drawn as one yellow circle")
     unusual_colour: float = param(0.0, "share of coloured phrases captioned in an unusual colour for the shape")
+    init: str = param("", "warm start from this model folder: VAE kept, UNet + text encoder trained on ('': none)")
 
 
 TINY = ShapesModelConfig(
@@ -226,18 +228,51 @@ def _quiet():
     return scope()
 
 
+def load_components(folder: str | Path):
+    """VAE, text encoder, UNet and scheduler of a saved shapes model, in float32 and trainable (a warm start)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    folder = Path(folder)
+    if not (folder / "unet").is_dir():
+        raise BenchError(f"warm start: {folder} is not a saved shapes model (no unet/ folder)")
+    kwargs = {"torch_dtype": torch.float32}
+    return (
+        AutoencoderKL.from_pretrained(folder / "vae", **kwargs),
+        CLIPTextModel.from_pretrained(folder / "text_encoder", **kwargs),
+        UNet2DConditionModel.from_pretrained(folder / "unet", **kwargs),
+        DDIMScheduler.from_pretrained(folder / "scheduler"),
+    )
+
+
 def pretrain(out: str | Path, cfg: ShapesModelConfig, log=lambda *a: None) -> dict:
-    """Train every stage and save the pipeline to ``out``; returns the measured numbers for the model card."""
+    """Train every stage and save the pipeline to ``out``; returns the measured numbers for the model card.
+
+    With ``cfg.init`` the VAE, text encoder and UNet are read from that folder first (it may be ``out`` itself)
+    and only the diffusion stage runs, on this config's distribution; the stats keep the first model's own under
+    ``init`` so the card can describe both stages.
+    """
     from diffusers import StableDiffusionPipeline
 
     out = Path(out)
     torch.manual_seed(cfg.seed)
+    stats: dict = {"config": dataclasses.asdict(cfg)}
+    if cfg.init:
+        components = load_components(cfg.init)  # read everything before out/ is written (out may be init)
+        init_stats = Path(cfg.init) / "pretrain_stats.json"
+        stats["init"] = json.loads(init_stats.read_text()) if init_stats.is_file() else {}
     tokenizer = write_clip_tokenizer(out / "tokenizer", grammar_words(), max_length=cfg.max_tokens)
-    vae, text_encoder, unet, scheduler = build_components(cfg, tokenizer)
-    stats = {"config": dataclasses.asdict(cfg)}
-    start = time.time()
-    stats.update(train_vae(vae, cfg, log))
-    stats["vae_minutes"] = (time.time() - start) / 60
+    if cfg.init:
+        vae, text_encoder, unet, scheduler = components
+        for key in ("vae_recon_l1", "scaling_factor"):
+            if key in stats["init"]:
+                stats[key] = stats["init"][key]
+        stats["vae_minutes"] = 0.0
+    else:
+        vae, text_encoder, unet, scheduler = build_components(cfg, tokenizer)
+        start = time.time()
+        stats.update(train_vae(vae, cfg, log))
+        stats["vae_minutes"] = (time.time() - start) / 60
     start = time.time()
     unet, text_encoder, diffusion = train_diffusion(vae, text_encoder, unet, scheduler, tokenizer, cfg, log)
     stats.update(diffusion)

@@ -35,6 +35,33 @@ def test_pretrain_writes_a_loadable_pipeline(tiny_shapes):
     assert stats["config"]["unet_steps"] == 2 and stats["scaling_factor"] > 0
 
 
+def test_warm_start_keeps_the_vae_and_trains_the_unet_on_the_new_distribution(tiny_shapes, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from bench.cli import main
+
+    out = tmp_path / "warm"
+    main(["shapes", "pretrain", "--tiny", "--no-card", "--out", str(out), "--set", f"init={tiny_shapes}",
+          "--set", "moon=0.5", "--set", "seed=1"])  # fmt: skip
+    weights = lambda folder, part: load_file(next((folder / part).glob("*.safetensors")))  # noqa: E731
+    assert weights(out, "vae").keys() == weights(tiny_shapes, "vae").keys()
+    assert all(torch.equal(v, weights(tiny_shapes, "vae")[k]) for k, v in weights(out, "vae").items())
+    before, after = weights(tiny_shapes, "unet"), weights(out, "unet")
+    assert before.keys() == after.keys() and any(not torch.equal(after[k], before[k]) for k in before)
+    stats = json.loads((out / "pretrain_stats.json").read_text())
+    first = json.loads((tiny_shapes / "pretrain_stats.json").read_text())
+    assert stats["init"]["config"] == first["config"] and stats["config"]["moon"] == 0.5
+    assert stats["scaling_factor"] == first["scaling_factor"] and stats["vae_minutes"] == 0.0
+    from bench.shapes.card import _stage_lines
+
+    stages = _stage_lines(stats)  # the card says how the model was made: both stages and their distributions
+    assert stages[0].startswith("- Two stages") and "moon on 3.4%" in stages[0] and "moon on 50.0%" in stages[1]
+    assert _stage_lines(first)[2].startswith("- Distribution: moon on 3.4%")
+    with pytest.raises(SystemExit):
+        main(["shapes", "pretrain", "--tiny", "--no-card", "--out", str(tmp_path / "x"), "--set", f"init={tmp_path}"])
+    assert "not a saved shapes model" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("which", ["tiny", "shipped"])
 def test_plain_from_pretrained_loads_one_dtype_and_samples(tiny_shapes, which):
     folder = tiny_shapes if which == "tiny" else str(SHAPES_MODEL)
