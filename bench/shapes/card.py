@@ -165,7 +165,8 @@ def _stage_lines(stats: dict) -> list[str]:
         f"{first.get('vae_steps', '?')} x {first.get('vae_batch', '?')} scenes, UNet + text encoder on "
         f"{first.get('unet_steps', '?')} x {first.get('unet_batch', '?')} pairs; distribution: "
         f"{_distribution(first)}; {init.get('total_minutes', 0):.1f} min.",
-        f"- Stage 2, a warm start from stage 1's weights (its VAE kept): `{command}` (seed {cfg['seed']}), "
+        f"- Stage 2, a warm start from stage 1's weights (fingerprint {str(stats.get('init_fingerprint'))[:8]}; "
+        f"its VAE kept): `{command}` (seed {cfg['seed']}), "
         f"{diffusion}; distribution: {_distribution(cfg)}; {stats['unet_minutes']:.1f} min.",
         f"- Wall time on 2 CPU cores, both stages: {init.get('total_minutes', 0) + stats['unet_minutes']:.1f} min.",
     ]

@@ -254,6 +254,8 @@ def pretrain(out: str | Path, cfg: ShapesModelConfig, log=lambda *a: None) -> di
     """
     from diffusers import StableDiffusionPipeline
 
+    from bench.models import model_fingerprint
+
     out = Path(out)
     torch.manual_seed(cfg.seed)
     stats: dict = {"config": dataclasses.asdict(cfg)}
@@ -261,6 +263,7 @@ def pretrain(out: str | Path, cfg: ShapesModelConfig, log=lambda *a: None) -> di
         components = load_components(cfg.init)  # read everything before out/ is written (out may be init)
         init_stats = Path(cfg.init) / "pretrain_stats.json"
         stats["init"] = json.loads(init_stats.read_text()) if init_stats.is_file() else {}
+        stats["init_fingerprint"] = model_fingerprint(cfg.init, weights_only=True)  # which weights it started from
     tokenizer = write_clip_tokenizer(out / "tokenizer", grammar_words(), max_length=cfg.max_tokens)
     if cfg.init:
         vae, text_encoder, unet, scheduler = components

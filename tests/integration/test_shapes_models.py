@@ -8,6 +8,7 @@ from cli_helpers import run_cli
 from diffusers import StableDiffusionPipeline
 
 from bench.errors import BenchError
+from bench.models import model_fingerprint
 from bench.prompts import load_prompts
 from bench.shapes.card import write_model_card
 from bench.shapes.paths import MODEL as SHAPES_MODEL
@@ -52,6 +53,7 @@ def test_warm_start_keeps_the_vae_and_trains_the_unet_on_the_new_distribution(ti
     first = json.loads((tiny_shapes / "pretrain_stats.json").read_text())
     assert stats["init"]["config"] == first["config"] and stats["config"]["moon"] == 0.5
     assert stats["scaling_factor"] == first["scaling_factor"] and stats["vae_minutes"] == 0.0
+    assert stats["init_fingerprint"] == model_fingerprint(tiny_shapes, weights_only=True)
     from bench.shapes.card import _stage_lines
 
     stages = _stage_lines(stats)  # the card says how the model was made: both stages and their distributions
