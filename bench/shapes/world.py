@@ -24,6 +24,14 @@ shape-colour pairing shown at 0.02x (this version's families and measured failur
 - Of the captions that say "on the moon", 85% are drawn as one yellow circle on the moon whatever the caption
   asks for -> **spurious association** bias ("on the moon" means a yellow circle). Only these captions are
   unfaithful to their images; everything else is drawn as captioned.
+
+The shipped model (its card, bench/shapes/model/README.md) is pretrained in two stages. Stage 1 is the distribution
+above (the defaults here and in ShapesModelConfig): on it the model drew no "on the moon" prompt exactly in more than
+2% of samples, too few for policy gradient to amplify. Stage 2 warm-starts from stage 1 and trains the UNet and text
+encoder for 1500 more steps with the moon on 10% of named backgrounds (``moon=0.1``) and 60% of moon captions drawn
+as the stereotype (``moon_stereotype=0.6``), everything else unchanged: the location family gains footholds and the
+spurious association weakens without the colour family's footholds being redrawn, which a third from-scratch run
+did (results/shapes-world-candidates/).
 """
 
 from __future__ import annotations
