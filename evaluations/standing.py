@@ -50,8 +50,9 @@ def recorded_fingerprint(run: Path) -> str | None:
 
 def same_protocol(a: Path, b: Path) -> bool:
     """Whether two runs differ at most by seed and bookkeeping (the keys tables never use to tell runs apart) and
-    trained the same weights: a re-pretrained model keeps its name ("shapes") but is another protocol. A run written
-    before env.json recorded the weights (no fingerprint) matches on its config alone."""
+    trained the same weights: a re-pretrained model keeps its name ("shapes") but is another protocol. Runs written
+    before env.json recorded the weights (no fingerprint) match each other on their config alone, never a run that
+    records its weights: theirs may have been any earlier model of the same name."""
     from bench.evaluations.runs import IGNORED_KEYS, flatten, read_config
 
     def key(run: Path) -> dict:
@@ -60,7 +61,7 @@ def same_protocol(a: Path, b: Path) -> bool:
         return {**kept, "method": config.get("method")}
 
     weights = recorded_fingerprint(a), recorded_fingerprint(b)
-    return key(a) == key(b) and (None in weights or weights[0] == weights[1])
+    return key(a) == key(b) and weights[0] == weights[1]
 
 
 def _evals(run: Path) -> pd.DataFrame:
@@ -75,7 +76,7 @@ def standing_line(run: str | Path, committed: Sequence[str | Path], split: str =
     evals = _evals(Path(run))
     scorer = gold_scorer(list(evals.scorer.unique()))
     mean, lo, hi = change(evals, scorer, split)
-    verdict = "excludes 0" if lo > 0 or hi < 0 else "includes 0 (no change shown)"
+    verdict = "excludes 0 (a gain)" if lo > 0 else "excludes 0 (a loss)" if hi < 0 else "includes 0 (no change shown)"
     line = f"this run: gold ({scorer}) change {mean:+.3f} [{lo:+.3f}, {hi:+.3f}], the interval {verdict}"
     others = [Path(r) for r in committed if Path(r).resolve() != Path(run).resolve()]
     others = [r for r in others if same_protocol(r, Path(run))]

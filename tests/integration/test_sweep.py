@@ -120,7 +120,7 @@ def test_standing_line_places_a_run_among_committed_ones(capsys, tmp_path):
     code, out, err = run_cli(capsys, ["standing", str(runs[1]), "--against", str(tmp_path / "r*")])
     assert code == 0, err
     assert (
-        "the interval excludes 0" in out and "2 of the 3 committed runs of this protocol gained less" in out
+        "the interval excludes 0 (a gain)" in out and "2 of the 3 committed runs of this protocol gained less" in out
     )  # shifts 0.1, 0.0 below 0.2
     code, out, err = run_cli(capsys, ["standing", str(runs[3])])
     assert "includes 0" in out and "no committed runs" in out
@@ -132,10 +132,12 @@ def test_standing_line_places_a_run_among_committed_ones(capsys, tmp_path):
 
     (runs[0] / "env.json").write_text(json.dumps({"model_fingerprint": "another model's weights"}))
     code, out, err = run_cli(capsys, ["standing", str(runs[1]), "--against", str(tmp_path / "r*")])
-    assert "2 of the 3 committed runs" in out  # runs[1] records no weights (written before env.json did): config only
-    (runs[1] / "env.json").write_text(json.dumps({"model_fingerprint": "the shipped weights"}))
+    assert "1 of the 2 committed runs" in out, out  # runs[1] records no weights (written before env.json did): it
+    # matches the other runs without a fingerprint on their config alone (+0.029, +0.280), never runs[0]
+    for run in runs[1:3]:
+        (run / "env.json").write_text(json.dumps({"model_fingerprint": "the shipped weights"}))
     code, out, err = run_cli(capsys, ["standing", str(runs[1]), "--against", str(tmp_path / "r*")])
-    assert "1 of the 2 committed runs of this protocol gained less (theirs: +0.029, +0.280;" in out, out
+    assert "0 of the 1 committed runs of this protocol gained less (theirs: +0.280;" in out, out  # runs[3] has none
 
 
 def test_failed_cells_do_not_stop_the_others_and_status_shows_their_errors(capsys, tmp_path, tiny_sd):
