@@ -44,7 +44,9 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
 
 # The demo protocol (configs/shapes-demo.yaml): DPOK on one shapes-world prompt, a before/after table on 256 fresh
-# seeds, then where this draw stands among the committed runs of the same protocol (results/shapes-demo/).
+# seeds, then where this draw stands among the committed runs of the same protocol and weights
+# (results/shapes-demo-model3/, 512 seeds each). The standing compares gold means, which do not depend on the
+# number of samples; 256 keeps the demo well inside 15 minutes at a half-width of about 0.05.
 demo: setup
 	@run=$$($(BIN)/bench run --config configs/shapes-demo.yaml | tail -n 1 | sed 's/^run folder: //') && \
 	  echo "run folder: $$run" && \

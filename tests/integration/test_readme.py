@@ -1,5 +1,6 @@
 """The README's method example is complete: extracted from README.md and run through `bench run --plugin`."""
 
+import glob
 import json
 import os
 import re
@@ -28,3 +29,16 @@ def test_the_method_example_runs_for_two_updates(tmp_path):
     run_dir = tmp_path / done.stdout.strip().splitlines()[-1].removeprefix("run folder: ")
     rows = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2] and all(r["kl"] == r["kl"] for r in rows)
+
+
+def test_the_demo_table_is_rebuilt_from_the_committed_runs():
+    """The README's demo table is what its marker's `bench table` command prints over results/, byte for byte."""
+    text = (ROOT / "README.md").read_text()
+    command, table = re.search(r"<!-- demo-table: bench (.*?) -->\n(.*?\n)\n", text, re.S).groups()
+    args = [arg for word in command.split() for arg in (sorted(glob.glob(word, root_dir=ROOT)) or [word])]
+    assert any("results/" in arg for arg in args), "the command reads no committed run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == table
