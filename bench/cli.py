@@ -274,10 +274,13 @@ def sweep_cmd(
     ray_address: str = typer.Option(None, "--ray-address", help="ray: the cluster's address (default: start one)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print what would run (slurm: the sbatch script)"),
     root: str = typer.Option(None, "--root", help="the cells' folder instead of the grid's own root"),
+    only: list[str] = typer.Option(
+        None, "--only", help="AXIS=VALUE[,VALUE]: only the cells with these values (repeatable; a grid in parts)"
+    ),
 ) -> None:
-    from bench.sweep import check_executor, load_grid, pending, run_grid, sbatch_script, state, status_lines
+    from bench.sweep import check_executor, load_grid, pending, restrict, run_grid, sbatch_script, state, status_lines
 
-    grid = load_grid(grid_file, root=root)
+    grid = restrict(load_grid(grid_file, root=root), only)
     if status:
         for line in status_lines(grid):
             typer.echo(line)

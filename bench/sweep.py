@@ -20,7 +20,8 @@ Each cell is a `bench` subprocess whose output goes to the cell's ``sweep.log``;
 running, failed (with the last error line), trained (not yet evaluated), partial, missing, or stale: the cell holds a
 run of other settings (or other model weights) than the grid now resolves to, which is neither counted as done nor
 overwritten. A failed or stale cell does not stop the others; the sweep exits with an error that lists them once the
-rest have run.
+rest have run. ``--only AXIS=VALUE[,VALUE]`` (repeatable) runs part of a grid, e.g. one arm on every prompt first:
+the same cells under the same names, so the rest of the grid runs later without redoing them.
 
 Where the cells run (``--executor``):
 
@@ -130,6 +131,30 @@ def load_grid(path: str | Path, quick: bool = False, root: str | Path | None = N
         raise BenchError(f"{path}: unknown resources {sorted(bad)} ({', '.join(sorted(RESOURCE_KEYS))})")
     root = Path(root or data.get("root") or Path("results") / data["name"])
     return Grid(data["name"], root, dict(data.get("run") or {}), axes, evals, path, resources)
+
+
+def restrict(grid: Grid, only: list[str] | None) -> Grid:
+    """The grid with some axes cut to the values ``only`` names (``["arm=dpok,sft", "seed=0"]``): the cells of the
+    result are the original grid's cells with those values, under the same names and folders, so a grid can be run
+    in parts in any order. An axis value is named as in its cell folders (a variant by its ``name``)."""
+    if not only:
+        return grid
+    axes = dict(grid.axes)
+    for item in only:
+        key, sep, names = item.partition("=")
+        key = key.strip()
+        if not sep or not names.strip():
+            raise BenchError(f"--only {item!r}: write AXIS=VALUE[,VALUE...]")
+        if key not in axes:
+            raise BenchError(f"--only {item!r}: the grid has no axis {key!r} (axes: {', '.join(grid.axes) or 'none'})")
+        wanted = [n.strip() for n in names.split(",") if n.strip()]
+        known = {str(v["name"] if isinstance(v, dict) else v): v for v in grid.axes[key]}
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise BenchError(f"--only {item!r}: axis {key!r} has no value {', '.join(map(repr, unknown))} "
+                             f"(values: {', '.join(known)})")  # fmt: skip
+        axes[key] = [v for name, v in known.items() if name in wanted]  # in the grid's order
+    return dataclasses.replace(grid, axes=axes)
 
 
 def eval_split(options: dict) -> str:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from bench.errors import BenchError
-from bench.sweep import cells, load_grid, run_folder, state
+from bench.sweep import cells, load_grid, restrict, run_folder, state
 from tests.integration.cli_helpers import TINY_DPOK, run_cli
 
 
@@ -52,6 +52,22 @@ def test_a_variant_axis_changes_several_options_together(tmp_path):
     path.write_text(yaml.safe_dump({"name": "g", "axes": {"recipe": [{"lr": 1}]}}))
     with pytest.raises(BenchError, match="needs a name"):
         load_grid(path)
+
+
+def test_only_runs_a_grid_in_parts_under_the_same_cell_names(tmp_path):
+    path = tmp_path / "g.yaml"
+    arms = [{"name": "dpok", "method": "dpok"}, {"name": "sft", "method": "sft"}, {"name": "kl-only", "method": "x"}]
+    path.write_text(yaml.safe_dump({"name": "g", "axes": {"arm": arms, "prompt": ["a", "b"], "seed": [0, 1, 2]}}))
+    grid = load_grid(path)
+    whole = {c.name: (c.options, c.folder) for c in cells(grid)}
+    part = cells(restrict(grid, ["arm=kl-only,dpok", "seed=2"]))
+    assert [c.name for c in part] == ["arm-dpok_prompt-a_seed-2", "arm-dpok_prompt-b_seed-2",
+                                      "arm-kl-only_prompt-a_seed-2", "arm-kl-only_prompt-b_seed-2"]  # fmt: skip
+    assert all(whole[c.name] == (c.options, c.folder) for c in part)
+    assert restrict(grid, None) is grid
+    for bad, message in [("arm", "AXIS=VALUE"), ("beta=0", "no axis 'beta'"), ("arm=ppo", "no value 'ppo'")]:
+        with pytest.raises(BenchError, match=message):
+            restrict(grid, [bad])
 
 
 @pytest.mark.parametrize(
