@@ -39,6 +39,7 @@ from bench.evaluations.runs import (  # noqa: E402
     load_training,
     proxy_scorer,
     read_config,
+    read_configs,
     role_scorers,
     run_labels,
     sorted_runs,
@@ -137,7 +138,7 @@ def snapshot_curves(run_dirs: Sequence[str | Path], labels: dict[str, str] | Non
     the training split, and the training samples drawn by then (rounds from train.jsonl x samples_per_round).
     ``labels`` (run folder name -> label) replaces the labels made from the configs."""
     runs = sorted_runs(run_dirs)
-    configs = {d.name: read_config(d) for d in runs}
+    configs = read_configs(runs)
     labels = run_labels(configs) | (labels or {})
     frames = []
     for d in runs:

@@ -48,6 +48,20 @@ def read_config(run_dir: Path) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def read_configs(runs: Sequence[Path]) -> dict[str, dict]:
+    """Run folder name -> config.yaml, with ``weights`` (the first 8 characters of the weights fingerprint in its
+    env.json, or ``unrecorded``) added where the runs trained different weights: a re-pretrained model keeps its name,
+    so without it two models' runs would share a row label, and their pretrained rows one row."""
+    from bench.evaluations.standing import recorded_fingerprint
+
+    configs = {d.name: read_config(d) for d in runs}
+    weights = {d.name: recorded_fingerprint(d) for d in runs}
+    if len(set(weights.values())) > 1:
+        for name, fingerprint in weights.items():
+            configs[name] = {**configs[name], "weights": fingerprint[:8] if fingerprint else "unrecorded"}
+    return configs
+
+
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:
     """Nested dict to dotted keys; lists become tuples so values can be compared and hashed."""
     out: dict[str, object] = {}
@@ -103,12 +117,15 @@ def pretrained_labels(configs: dict[str, dict], evaluated: dict[tuple[str, str],
         evaluated: (run, split) -> the prompts its pretrained rows in that split cover.
     """
     models = {name: str(cfg.get("model", "?")) for name, cfg in configs.items()}
+    weights = {name: cfg.get("weights") for name, cfg in configs.items()}  # set by read_configs where runs differ
     splits: dict[str, set] = {}
     for (_, split), prompts in evaluated.items():
         splits.setdefault(split, set()).add(prompts)
     labels = {}
     for run, split in evaluated:
         parts = [f"model={models[run]}"] if len(set(models.values())) > 1 else []
+        if len(set(weights.values())) > 1:
+            parts.append(f"weights={weights[run]}")
         if len(splits[split]) > 1:
             parts.append(f"prompts={configs[run].get('prompts', '?')}")
         labels[(run, split)] = PRETRAINED + (f" ({', '.join(parts)})" if parts else "")
@@ -127,7 +144,7 @@ def load_eval(run_dirs: Sequence[str | Path], labels: dict[str, str] | None = No
         BenchError: a folder has no config.yaml or no eval.parquet.
     """
     runs = sorted_runs(run_dirs)
-    configs = {d.name: read_config(d) for d in runs}
+    configs = read_configs(runs)
     labels = run_labels(configs) | (labels or {})
     models = {name: str(cfg.get("model", "?")) for name, cfg in configs.items()}
     frames = []

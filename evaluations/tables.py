@@ -26,7 +26,7 @@ from bench.evaluations.runs import (
     label_scorers,
     load_eval,
     paired_steps,
-    read_config,
+    read_configs,
     run_labels,
     sorted_runs,
 )
@@ -102,7 +102,7 @@ def build_change_table(
     ``label seed S``, sorted by seed, then the pooled row; columns as in ``build_table``.
     """
     runs = sorted_runs(run_dirs)
-    configs = {d.name: read_config(d) for d in runs}
+    configs = read_configs(runs)
     labels = run_labels(configs)
     diffs: dict[tuple[str, str, str], np.ndarray] = {}  # (run, scorer, split) -> paired differences
     for d in runs:

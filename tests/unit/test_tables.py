@@ -150,3 +150,27 @@ def test_each_arm_has_the_pretrained_row_of_its_own_prompts(tmp_path):
         assert table.loc[name, ("shapes-oracle", "train", "mean")] == pytest.approx(base.value.mean())
     same = build_table(make_runs(tmp_path / "same"), splits=["train"])
     assert [n for n in same.index if n.startswith("pretrained")] == ["pretrained"]  # one prompt set: one row
+
+
+def test_runs_of_two_pretrained_weights_never_share_a_row(tmp_path):
+    """A re-pretrained model keeps its name: runs on other weights (env.json's fingerprint, or none recorded) get
+    their own arm and pretrained rows, each beside its own base model."""
+    import json
+
+    import pandas as pd
+
+    old = make_run(tmp_path, "old", "dpok", 0.01, seed=0, shift=0.1)  # written before env.json held the weights
+    new = make_run(tmp_path, "new", "dpok", 0.01, seed=1, shift=0.3)
+    (new / "env.json").write_text(json.dumps({"model_fingerprint": "f251641f" + "0" * 56}))
+    rows = pd.read_parquet(new / "eval.parquet")
+    rows.loc[rows.step == 0, "value"] += 1.0  # the new base model scores far apart on the same prompts and seeds
+    rows.to_parquet(new / "eval.parquet", index=False)
+    table = build_table([old, new], splits=["train"], scorers=["shapes-oracle"])
+    assert list(table.index) == ["pretrained (weights=f251641f)", "pretrained (weights=unrecorded)",
+                                 "dpok (weights=f251641f)", "dpok (weights=unrecorded)"]  # fmt: skip
+    for run, name in ((old, "pretrained (weights=unrecorded)"), (new, "pretrained (weights=f251641f)")):
+        evals = pd.read_parquet(run / "eval.parquet")
+        base = evals[(evals.step == 0) & (evals.split == "train") & (evals.scorer == "shapes-oracle")]
+        assert table.loc[name, ("shapes-oracle", "train", "mean")] == pytest.approx(base.value.mean())
+    (old / "env.json").write_text((new / "env.json").read_text())  # the same weights: one arm, one base row
+    assert list(build_table([old, new], splits=["train"]).index) == ["pretrained", "dpok [2 runs]"]
