@@ -246,8 +246,7 @@ def drift(cell: Cell, run: Path) -> dict[str, tuple]:
     only one side has is left out (a RunConfig field added since the run defaults to the old behaviour), and so are
     the weights of a run written before env.json recorded them or of a model not on this machine."""
     from bench.config import to_dict
-    from bench.evaluations.runs import flatten, read_config
-    from bench.evaluations.standing import recorded_fingerprint
+    from bench.evaluations.runs import flatten, read_config, recorded_fingerprint
     from bench.resolve import resolve_model_path
 
     have = flatten(read_config(run))

@@ -48,12 +48,18 @@ def read_config(run_dir: Path) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def recorded_fingerprint(run: Path) -> str | None:
+    """The weights fingerprint env.json records (None for runs written before it did)."""
+    import json
+
+    path = run / "env.json"
+    return json.loads(path.read_text()).get("model_fingerprint") if path.is_file() else None
+
+
 def read_configs(runs: Sequence[Path]) -> dict[str, dict]:
     """Run folder name -> config.yaml, with ``weights`` (the first 8 characters of the weights fingerprint in its
     env.json, or ``unrecorded``) added where the runs trained different weights: a re-pretrained model keeps its name,
     so without it two models' runs would share a row label, and their pretrained rows one row."""
-    from bench.evaluations.standing import recorded_fingerprint
-
     configs = {d.name: read_config(d) for d in runs}
     weights = {d.name: recorded_fingerprint(d) for d in runs}
     if len(set(weights.values())) > 1:

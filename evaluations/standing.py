@@ -40,20 +40,12 @@ def change(evals: pd.DataFrame, scorer: str, split: str = "train") -> tuple[floa
     return paired_difference_ci(joined.tuned, joined.base)
 
 
-def recorded_fingerprint(run: Path) -> str | None:
-    """The weights fingerprint env.json records (None for runs written before it did)."""
-    import json
-
-    path = run / "env.json"
-    return json.loads(path.read_text()).get("model_fingerprint") if path.is_file() else None
-
-
 def same_protocol(a: Path, b: Path) -> bool:
     """Whether two runs differ at most by seed and bookkeeping (the keys tables never use to tell runs apart) and
     trained the same weights: a re-pretrained model keeps its name ("shapes") but is another protocol. Runs written
     before env.json recorded the weights (no fingerprint) match each other on their config alone, never a run that
     records its weights: theirs may have been any earlier model of the same name."""
-    from bench.evaluations.runs import IGNORED_KEYS, flatten, read_config
+    from bench.evaluations.runs import IGNORED_KEYS, flatten, read_config, recorded_fingerprint
 
     def key(run: Path) -> dict:
         config = read_config(run)
