@@ -11,8 +11,8 @@ A grid's tables follow the last part of its name (``paper-table1``, ``paper-sd15
   the bias table of the same LoRAs on the bias prompts (every ``eval`` call after the first: one column per scorer
   and split).
 - ``table2`` (Sec. 5.5): DPOK on the train split, scored on every split it was evaluated on.
-- ``kl`` (Sec. 5.3): the final scores per beta, the final rollout KL, scores against training samples, and
-  gold against proxy along training (the over-optimisation curve).
+- ``kl`` (Sec. 5.3): the final scores per beta, the final rollout KL, the scores at every snapshot (table, and
+  a figure against training samples), and gold against proxy along training (the over-optimisation curve).
 - any other grid: one table of all its cells.
 
 Rows are labelled by the cells' axis values (seed and prompt left out), so an arm reads as the grid names it.
@@ -32,8 +32,8 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.evaluations.bias import bias_from_eval
-from bench.evaluations.runs import label_scorers, load_eval, load_training
-from bench.evaluations.tables import build_table, to_csv, to_latex, to_markdown
+from bench.evaluations.runs import EVAL_COLUMNS, PRETRAINED, label_scorers, load_eval, load_training
+from bench.evaluations.tables import STATS, build_table, to_csv, to_latex, to_markdown
 from bench.stats import cluster_bootstrap_ci
 from bench.sweep import (
     Cell,
@@ -200,6 +200,43 @@ def final_kl(runs: list[Path], labels: dict, last: int = 10) -> pd.DataFrame:
     return summary.rename(columns={"count": "runs"})
 
 
+def snapshot_table(runs: list[Path], labels: dict, scorers: list[str] | None, split: str) -> pd.DataFrame:
+    """Scores at every evaluated point of training (the pretrained model, each snapshot, the final LoRA), in
+    ``build_table``'s layout: one row per label and training round (``beta=0, round 50 [3 runs]``), the interval
+    resampling runs, then images. The pretrained row counts each image once (every run re-scores the same model on
+    the same seeds)."""
+    frames = []
+    for run in runs:
+        df = pd.read_parquet(run / "eval.parquet", columns=EVAL_COLUMNS)
+        df = df[(df.split == split) & df.value.notna()]
+        train = load_training([run])
+        rounds = dict(zip(train["update"], train["round"], strict=True)) if "round" in train else {}
+        df["round"] = [0 if s == 0 else int(rounds.get(s, s)) for s in df.step]
+        df["run"], df["label"] = run.name, labels.get(run.name, run.name)
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True)
+    scorers = scorers or sorted(set(df.scorer) - label_scorers(set(df.scorer)))
+    df = df[df.scorer.isin(scorers)]
+    base = df[df["round"] == 0].drop_duplicates(["prompt", "seed", "scorer", "scorer_version"])
+    groups = {PRETRAINED: {sc: [part.value.to_numpy()] for sc, part in base.groupby("scorer")}}
+    tuned = df[df["round"] > 0]
+    for (label, rnd), part in sorted(tuned.groupby(["label", "round"]), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        n = part.run.nunique()
+        name = f"{label}, round {rnd}" + (f" [{n} runs]" if n > 1 else "")
+        groups[name] = {sc: [r.value.to_numpy() for _, r in p.groupby("run")] for sc, p in part.groupby("scorer")}
+    columns = pd.MultiIndex.from_tuples([(sc, split, st) for sc in scorers for st in STATS],
+                                        names=["scorer", "split", "stat"])  # fmt: skip
+    rows = []
+    for clusters in groups.values():
+        row = []
+        for sc in scorers:
+            values = clusters.get(sc, [])
+            row += [*cluster_bootstrap_ci(values, n_boot=N_BOOT, seed=0), sum(len(v) for v in values)]
+        rows.append(row)
+    table = pd.DataFrame(rows, index=pd.Index(list(groups), name="method"), columns=columns)
+    return table.astype({c: int for c in columns if c[2] == "n"})
+
+
 def kl_study(grid: Grid, out: Path, quick: bool) -> list[Path]:
     from bench.evaluations.plots import measures, plot_curves, plot_gold_vs_proxy, snapshot_curves
 
@@ -218,6 +255,9 @@ def kl_study(grid: Grid, out: Path, quick: bool) -> list[Path]:
     csv = kl.to_csv(index=False, float_format="%.6f", lineterminator="\n")
     (out / "tables" / "kl-final.csv").write_text((f"# {QUICK_NOTE}\n" if quick else "") + csv)
     written += [out / "tables" / "kl-final.md", out / "tables" / "kl-final.csv"]
+    steps = snapshot_table(runs, labels, _eval_scorers(grid), _eval_split(grid, 0))
+    title = "KL ablation: scores along training (pretrained, every snapshot, final LoRA) per beta"
+    written += _write(out / "tables", "kl-steps", steps, title, quick)
     curves = snapshot_curves(runs, labels)
     evals_scored = set(curves.scorer) if not curves.empty else set()
     proxy, gold = measures(runs, evals_scored)

@@ -65,7 +65,7 @@ def test_paper_runs_the_grids_writes_every_table_and_rebuilds_them_byte_for_byte
     code, stdout, err = run_cli(capsys, ["paper", "--grids", pattern, "--out", str(out), "--jobs", "2"])
     assert code == 0, stdout + err
     made = _outputs(out)
-    expected = {f"tables/{stem}.{ext}" for stem in ("table1-count", "bias", "table2", "kl")
+    expected = {f"tables/{stem}.{ext}" for stem in ("table1-count", "bias", "table2", "kl", "kl-steps")
                 for ext in ("md", "csv", "tex")}  # fmt: skip
     expected |= {"tables/kl-final.md", "tables/kl-final.csv", "tables/runs.md", "plots/kl-curves.png",
                  "plots/kl-gold-vs-proxy.png"}  # fmt: skip
@@ -83,6 +83,12 @@ def test_paper_runs_the_grids_writes_every_table_and_rebuilds_them_byte_for_byte
     assert len(stereotype) == 3 and all(cell[0].isdigit() for cell in stereotype), bias  # a rate, never "-"
     kl = made["tables/kl-final.md"].decode()
     assert "| beta=0 | 1 |" in kl and "| beta=0.1 | 1 |" in kl
+    steps = made["tables/kl-steps.md"].decode()  # every evaluated point of training: the snapshot and the final
+    rows = [line.split(" | ")[0].strip("| ") for line in steps.splitlines() if line.startswith("| ")]
+    assert rows == ["method", "pretrained", "beta=0, round 1", "beta=0, round 2", "beta=0.1, round 1",
+                    "beta=0.1, round 2"], steps  # fmt: skip
+    final = [line for line in made["tables/kl.md"].decode().splitlines() if line.startswith("| beta=0 |")]
+    assert final and final[0].replace("| beta=0 |", "") in steps  # the last point is the final LoRA of kl.md
     runs = made["tables/runs.md"].decode()
     assert "| table1 | dpok | 0 | 1 |" in runs and "Training wall time of every run above" in runs
     # From the run folders alone: a copy of the summaries (no weights) rebuilds the same bytes.
