@@ -32,7 +32,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.evaluations.bias import bias_from_eval
-from bench.evaluations.runs import EVAL_COLUMNS, PRETRAINED, label_scorers, load_eval, load_training
+from bench.evaluations.runs import EVAL_COLUMNS, PRETRAINED, label_scorers, load_eval, load_training, update_rounds
 from bench.evaluations.tables import STATS, build_table, to_csv, to_latex, to_markdown
 from bench.stats import cluster_bootstrap_ci
 from bench.sweep import (
@@ -209,8 +209,7 @@ def snapshot_table(runs: list[Path], labels: dict, scorers: list[str] | None, sp
     for run in runs:
         df = pd.read_parquet(run / "eval.parquet", columns=EVAL_COLUMNS)
         df = df[(df.split == split) & df.value.notna()]
-        train = load_training([run])
-        rounds = dict(zip(train["update"], train["round"], strict=True)) if "round" in train else {}
+        rounds = update_rounds(run)
         df["round"] = [0 if s == 0 else int(rounds.get(s, s)) for s in df.step]
         df["run"], df["label"] = run.name, labels.get(run.name, run.name)
         frames.append(df)

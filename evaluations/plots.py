@@ -43,6 +43,7 @@ from bench.evaluations.runs import (  # noqa: E402
     role_scorers,
     run_labels,
     sorted_runs,
+    update_rounds,
 )
 
 # No timestamps or version strings in the files: the same runs give the same bytes.
@@ -147,8 +148,7 @@ def snapshot_curves(run_dirs: Sequence[str | Path], labels: dict[str, str] | Non
             continue
         df = pd.read_parquet(path, columns=EVAL_COLUMNS)
         df = df[(df.split == "train") & df.value.notna()]
-        rows = load_training([d])
-        rounds = dict(zip(rows["update"], rows["round"], strict=True)) if "round" in rows else {}
+        rounds = update_rounds(d)
         per_round = (configs[d.name].get("hparams") or {}).get("samples_per_round", 1)
         means = df.groupby(["scorer", "step"]).value.mean().reset_index()
         means["samples"] = [0 if s == 0 else rounds.get(s, s) * per_round for s in means.step]

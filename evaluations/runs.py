@@ -203,6 +203,12 @@ def load_training(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     return df
 
 
+def update_rounds(run_dir: str | Path) -> dict[int, int]:
+    """A run's update number -> its training round (from train.jsonl); empty when the rows carry no round."""
+    rows = load_training([run_dir])
+    return dict(zip(rows["update"], rows["round"], strict=True)) if "round" in rows else {}
+
+
 def scorer_attr(name: str, attr: str, default=None):
     """An attribute of the registered scorer ``name`` (``gold``, ``kind``, ``role``...); ``default`` when the name is
     not registered here (a plugin that is not installed): its rows are then shown as plain scores."""
