@@ -437,13 +437,21 @@ def section_processes(quick: bool) -> dict:
 
 
 def section_baseline(python: str, quick: bool) -> dict:
-    rounds = 3 if quick else 6
+    """This install's round against another install's (``python``) on the same workload, runs interleaved A B A B.
+
+    12 rounds a run (3 with ``--quick``): with 6, the rounds after the first still carry warm-up and the ratio moved
+    by 0.06 between runs on one machine. Each pair's ratio is reported beside the pooled medians.
+    """
+    rounds = 3 if quick else 12
     repeats = 1 if quick else 2
-    this, other = [], []
+    this, other, pairs = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats):
-            other += _run_rounds([python, "-m", "bench.cli"], workload_cli(rounds, f"{tmp}/base{i}"), {}, tmp)
-            this += _run_rounds([sys.executable, "-m", "bench.cli"], workload_cli(rounds, f"{tmp}/this{i}"), {}, tmp)
+            base_i = _run_rounds([python, "-m", "bench.cli"], workload_cli(rounds, f"{tmp}/base{i}"), {}, tmp)
+            this_i = _run_rounds([sys.executable, "-m", "bench.cli"], workload_cli(rounds, f"{tmp}/this{i}"), {}, tmp)
+            other += base_i
+            this += this_i
+            pairs.append(statistics.median(this_i) / statistics.median(base_i))
         # from the runs' own folder: `python -c` puts the current folder first, which may hold this checkout
         version = subprocess.run([python, "-c", "import bench, pathlib; print(pathlib.Path(bench.__file__).parent)"],
                                  capture_output=True, text=True, cwd=tmp).stdout.strip()  # fmt: skip
@@ -453,6 +461,7 @@ def section_baseline(python: str, quick: bool) -> dict:
         "baseline_round_s": statistics.median(other),
         "this_round_s": statistics.median(this),
         "this_vs_baseline": statistics.median(this) / statistics.median(other),
+        "pair_ratios": pairs,
         "rounds_measured": {"baseline": len(other), "this": len(this)},
     }
 

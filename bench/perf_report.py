@@ -119,6 +119,11 @@ def markdown(report: dict) -> str:
             "## Against the baseline install",
             "",
             f"{bl['baseline_package']}: {bl['baseline_round_s']:.3f} s a round; this install "
-            f"{bl['this_round_s']:.3f} s ({bl['rounds_measured']['this']} rounds each, interleaved runs).",
+            f"{bl['this_round_s']:.3f} s ({bl['rounds_measured']['this']} rounds each, interleaved runs)."
+            + (
+                f" Ratio per pair of runs: {', '.join(f'{r:.3f}' for r in bl['pair_ratios'])}."
+                if "pair_ratios" in bl
+                else ""
+            ),
         ]
     return "\n".join(lines) + "\n"

@@ -44,6 +44,7 @@ def test_the_summary_marks_each_goal():
                 "baseline_package": "/old",
                 "baseline_round_s": 7.0,
                 "this_round_s": 5.6,
+                "pair_ratios": [0.79, 0.81],
                 "rounds_measured": {"this": 3, "baseline": 3},
             },  # fmt: skip
         },
@@ -54,3 +55,4 @@ def test_the_summary_marks_each_goal():
     assert "misses" in lines["DPOK round vs the baseline install, same workload"]
     assert "not measured" in lines["DPOK round vs its floor (policy pass + reference pass + backward)"]
     assert "5.600 s" in text and "# bench perf (quick)" in text
+    assert "Ratio per pair of runs: 0.790, 0.810." in text
