@@ -439,8 +439,8 @@ def section_processes(quick: bool) -> dict:
 def section_baseline(python: str, quick: bool) -> dict:
     """This install's round against another install's (``python``) on the same workload, runs interleaved A B A B.
 
-    12 rounds a run (3 with ``--quick``): with 6, the rounds after the first still carry warm-up and the ratio moved
-    by 0.06 between runs on one machine. Each pair's ratio is reported beside the pooled medians.
+    12 rounds a run (3 with ``--quick``): with 6, the rounds after the first still carry warm-up (two runs gave 0.791
+    and 0.727). Each pair's ratio is reported beside the pooled medians.
     """
     rounds = 3 if quick else 12
     repeats = 1 if quick else 2

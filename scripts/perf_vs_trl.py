@@ -9,8 +9,7 @@ epoch, fp32. TRL samples without a graph and recomputes every forward to train; 
 graph for that on-policy step. The two alternate in blocks, so drift hits both; the first rounds of each block
 (--warmup, 2) are a warm-up and are not counted, for both: the suite's second round still runs about 1.4x its
 steady state (measured 2026-12-07), and blocks of 4 rounds with only the first left out gave 1.56 and 1.31 on two
-days. Writes results/perf/trl-<device>-<date>.json (every round's seconds
-kept, warm-up included).
+days. Writes results/perf/trl-<device>-<date>.json (every round's seconds kept, warm-up included).
 """
 
 from __future__ import annotations
@@ -80,6 +79,8 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=2, help="alternating blocks of each")
     parser.add_argument("--out", default="results/perf")
     args = parser.parse_args()
+    if args.rounds <= args.warmup:
+        parser.error(f"--rounds ({args.rounds}) must exceed --warmup ({args.warmup})")
 
     import trl
 
@@ -91,8 +92,6 @@ def main() -> None:
 
     scorer = SCORERS.get("shapes-reward")(device="cpu")
     prompts = load_prompts("shapes-demo")
-    if args.rounds <= args.warmup:
-        parser.error(f"--rounds ({args.rounds}) must exceed --warmup ({args.warmup})")
     trl_all, suite_all = [], []
     start = time.time()
     for block in range(args.blocks):
