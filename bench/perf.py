@@ -474,6 +474,23 @@ def device_name(device: torch.device) -> str:
     return f"cpu-{os.cpu_count()}core-{platform.machine()}"
 
 
+def trl_section(out_dir: Path, device: str) -> dict | None:
+    """Every TRL comparison run on this device (trl-<device>-*.json, written by scripts/perf_vs_trl.sh in a venv of
+    its own), each with its figures; the goal figure ``trl_vs_ddpo`` is the lowest ratio of them (the runs differ
+    by more than their own spread, so the worst one is the claim)."""
+    runs = []
+    for path in sorted(out_dir.glob(f"trl-{device}-*.json")):
+        data = json.loads(path.read_text())
+        runs.append({"file": path.name} | {k: data[k] for k in TRL_KEYS} | {"rounds_measured": data["rounds_measured"]})
+    if not runs:
+        return None
+    return {"trl_version": json.loads((out_dir / runs[0]["file"]).read_text())["trl_version"], "runs": runs,
+            "trl_vs_ddpo": min(r["trl_vs_ddpo"] for r in runs)}  # fmt: skip
+
+
+TRL_KEYS = ("trl_seconds_per_sample", "suite_ddpo_seconds_per_sample", "trl_vs_ddpo")
+
+
 def run_perf(quick: bool, baseline: str | None, out_dir: Path, device: str, sections: tuple[str, ...], log) -> Path:
     """Run the chosen sections and write ``<device>-<date>.json`` and ``.md`` into ``out_dir``."""
     from bench.results import env_info, write_json, write_text
@@ -498,9 +515,9 @@ def run_perf(quick: bool, baseline: str | None, out_dir: Path, device: str, sect
         t0 = time.time()
         report["sections"][name] = fn()
         report["sections"][name]["section_seconds"] = time.time() - t0
-    trl = sorted(out_dir.glob("trl-*.json"))  # written by scripts/perf_vs_trl.sh, a venv of its own
+    trl = trl_section(out_dir, device_name(b.device))
     if trl:
-        report["sections"]["trl"] = json.loads(trl[-1].read_text()) | {"file": trl[-1].name}
+        report["sections"]["trl"] = trl
     report["wall_seconds"] = time.time() - start
     stamp = datetime.date.today().isoformat()
     stem = f"{device_name(b.device)}-{stamp}{'-quick' if quick else ''}"

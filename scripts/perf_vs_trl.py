@@ -9,7 +9,8 @@ epoch, fp32. TRL samples without a graph and recomputes every forward to train; 
 graph for that on-policy step. The two alternate in blocks, so drift hits both; the first rounds of each block
 (--warmup, 2) are a warm-up and are not counted, for both: the suite's second round still runs about 1.4x its
 steady state (measured 2026-12-07), and blocks of 4 rounds with only the first left out gave 1.56 and 1.31 on two
-days. Writes results/perf/trl-<device>-<date>.json (every round's seconds kept, warm-up included).
+days. Writes results/perf/trl-<device>-<date>[-n].json (every round's seconds kept, warm-up included), never
+over an earlier run.
 """
 
 from __future__ import annotations
@@ -125,7 +126,12 @@ def main() -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"trl-{device_name(torch.device('cpu'))}-{datetime.date.today().isoformat()}.json"
+    stem = f"trl-{device_name(torch.device('cpu'))}-{datetime.date.today().isoformat()}"
+    path = out / f"{stem}.json"
+    for n in itertools.count(2):  # a second run on the same day is kept beside the first (bench perf lists both)
+        if not path.exists():
+            break
+        path = out / f"{stem}-{n}.json"
     write_json(path, result)
     keys = ("trl_seconds_per_sample", "suite_ddpo_seconds_per_sample", "trl_vs_ddpo")
     print(json.dumps({k: result[k] for k in keys}))
