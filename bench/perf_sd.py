@@ -84,6 +84,15 @@ def dpok_round(model_path: str, *, batch: int, steps: int, checkpointing: bool, 
     return out
 
 
+def sd15_cells(device_type: str, quick: bool) -> list[dict]:
+    """The configurations `bench perf --sd15` times: one on CPU; on an accelerator batch x precision x checkpointing."""
+    if device_type == "cpu":
+        return [dict(batch=1, steps=2, checkpointing=True, precision="no")]
+    batches = (1, 4) if quick else (1, 4, 8)
+    return [dict(batch=b, steps=50, checkpointing=gc, precision=p)
+            for p in ("fp16", "bf16") for gc in (True, False) for b in batches]  # fmt: skip
+
+
 def run_sd15(out_dir: Path, device: str, quick: bool, echo, model_path: str | None = None) -> Path:
     """Write ``sd15-<device>-<date>.json`` and ``.md`` into ``out_dir``."""
     from bench.perf import device_name
@@ -95,14 +104,8 @@ def run_sd15(out_dir: Path, device: str, quick: bool, echo, model_path: str | No
         if model_path is None:
             echo("sd15: building SD v1.5's architecture with random weights ...")
             model_path = str(write_sd15(Path(tmp)))
-        if dev.type == "cpu":
-            cells = [dict(batch=1, steps=2, checkpointing=True, precision="no")]
-        else:
-            batches = (1, 4) if quick else (1, 4, 8)
-            cells = [dict(batch=b, steps=50, checkpointing=gc, precision=p)
-                     for p in ("fp16", "bf16") for gc in (True, False) for b in batches]  # fmt: skip
         results = []
-        for cell in cells:
+        for cell in sd15_cells(dev.type, quick):
             echo(f"sd15: {cell}")
             try:
                 results.append(dpok_round(model_path, **cell))

@@ -29,3 +29,30 @@ def test_perf_refuses_unknown_sections(capsys, tmp_path):
     code, _, err = run_cli(capsys, ["perf", "--sections", "sampling,warp", "--out", str(tmp_path)])
     assert code == 2 and "--sections: unknown warp; known: sampling, round" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_the_accelerator_grid_of_perf_sd15_runs_its_cells_code_path_on_cpu(tmp_path, tiny_sd, monkeypatch):
+    """What `bench perf --sd15 --device cuda` runs, checked here without a GPU: its grid, a bf16 cell without
+    gradient checkpointing through the real trainer (a tiny SD), and the report with a cell that ran out of memory."""
+    import torch
+
+    from bench import perf_sd
+
+    grid = perf_sd.sd15_cells("cuda", quick=False)
+    assert len(grid) == 12 and {c["steps"] for c in grid} == {50}
+    assert {(c["batch"], c["precision"], c["checkpointing"]) for c in grid} == {
+        (b, p, g) for b in (1, 4, 8) for p in ("fp16", "bf16") for g in (True, False)
+    }
+    assert len(perf_sd.sd15_cells("cuda", quick=True)) == 8 and len(perf_sd.sd15_cells("cpu", False)) == 1
+    cell = perf_sd.dpok_round(str(tiny_sd), batch=2, steps=3, checkpointing=False, precision="bf16", rounds=2)
+    assert cell["images_per_s"] > 0 and cell["phases_s"]["update"] > 0 and cell["precision"] == "bf16"
+
+    def out_of_memory(model_path, **cell):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")
+
+    monkeypatch.setattr(perf_sd, "dpok_round", out_of_memory)
+    path = perf_sd.run_sd15(tmp_path, "cpu", quick=True, echo=lambda m: None, model_path=str(tiny_sd))
+    report = json.loads(path.read_text())
+    assert report["cells"] == [{"batch": 1, "steps": 2, "checkpointing": True, "precision": "no",
+                                "error": "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"}]  # fmt: skip
+    assert "| 1 | 2 | True | no | out of memory: CUDA out of memory." in path.with_suffix(".md").read_text()
