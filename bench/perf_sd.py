@@ -14,6 +14,7 @@ Every cell trains all of its round's transitions once (micro-batches of the batc
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import tempfile
 import time
@@ -63,6 +64,19 @@ def write_sd15(folder: Path, unet=SD15_UNET, vae=SD15_VAE, text=SD15_TEXT, seed:
     return folder / "pipe"
 
 
+@contextlib.contextmanager
+def fresh_accelerator_state():
+    """accelerate keeps one mixed-precision setting per process and refuses another; the grid times fp16, bf16 and
+    fp32 cells in one process, so each cell starts from a clean state and leaves one (the process group stays)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    try:
+        yield
+    finally:
+        AcceleratorState._reset_state()
+
+
 def dpok_round(model_path: str, *, batch: int, steps: int, checkpointing: bool, precision: str, rounds: int = 2):
     """Time ``rounds`` DPOK rounds (the first a warm-up) on ``model_path``; phases and peak memory of the last."""
     from bench.perf import time_rounds
@@ -75,7 +89,8 @@ def dpok_round(model_path: str, *, batch: int, steps: int, checkpointing: bool, 
     prompts = ["a photo of a cat", "a green rabbit"]
     common = {"method": "dpok", "model": model_path, "prompts": "|".join(prompts), "reward": "compressibility",
               "steps": rounds}  # fmt: skip
-    per_round, peak = time_rounds(common, sets, method, model_path, prompts)
+    with fresh_accelerator_state():
+        per_round, peak = time_rounds(common, sets, method, model_path, prompts)
     last = per_round[-1]
     out = {"batch": batch, "steps": steps, "gradient_checkpointing": checkpointing, "precision": precision,
            "phases_s": last, "images_per_s": batch / last["round"], "peak_rss_mb": peak.peak_rss / 2**20}  # fmt: skip

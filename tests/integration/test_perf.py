@@ -44,8 +44,13 @@ def test_the_accelerator_grid_of_perf_sd15_runs_its_cells_code_path_on_cpu(tmp_p
         (b, p, g) for b in (1, 4, 8) for p in ("fp16", "bf16") for g in (True, False)
     }
     assert len(perf_sd.sd15_cells("cuda", quick=True)) == 8 and len(perf_sd.sd15_cells("cpu", False)) == 1
-    cell = perf_sd.dpok_round(str(tiny_sd), batch=2, steps=3, checkpointing=False, precision="bf16", rounds=2)
-    assert cell["images_per_s"] > 0 and cell["phases_s"]["update"] > 0 and cell["precision"] == "bf16"
+    from accelerate import Accelerator
+
+    Accelerator(cpu=True)  # a state at fp32 already in this process, as after the grid's first cells
+    for precision in ("bf16", "no"):  # one process, two precisions: accelerate alone would refuse the second
+        cell = perf_sd.dpok_round(str(tiny_sd), batch=2, steps=3, checkpointing=False, precision=precision, rounds=2)
+        assert cell["images_per_s"] > 0 and cell["phases_s"]["update"] > 0 and cell["precision"] == precision
+    Accelerator(cpu=True)  # and the state is left clean for what runs next
 
     def out_of_memory(model_path, **cell):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")
