@@ -330,17 +330,26 @@ PERF_EXTRA = ("compile",)  # torch.compile of the UNet (minutes on 2 cores): onl
 
 @app.command("perf", help="Time and memory of a DPOK round by phase, as ratios measured in one run (results/perf/).")
 def perf_cmd(
-    quick: bool = typer.Option(False, "--quick", help="fewer repeats and sizes (under 3 minutes on 2 cores)"),
+    quick: bool = typer.Option(
+        False, "--quick", help="fewer repeats and sizes, no processes section (under 3 minutes on 2 cores)"
+    ),
     baseline: str = typer.Option(
         None, "--baseline", help="python of another dpok-bench install: time the same workload through it too"
     ),
-    sections: str = typer.Option(",".join(PERF_SECTIONS), "--sections", help="comma-separated sections to run"),
+    sections: str = typer.Option(
+        None,
+        "--sections",
+        help=f"comma-separated sections to run (default: {','.join(PERF_SECTIONS)}; with --quick all but processes, "
+        "whose two fresh launches take longer than the rest)",
+    ),
     device: str = typer.Option(None, "--device", help="torch device (default: accelerate's)"),
     sd15: bool = typer.Option(
         False, "--sd15", help="instead: one DPOK update of SD v1.5's architecture, random weights"
     ),
     out: str = typer.Option("results/perf", "--out", help="output folder"),
 ) -> None:
+    if sections is None:
+        sections = ",".join(s for s in PERF_SECTIONS if not (quick and s == "processes"))
     chosen = tuple(x.strip() for x in sections.split(",") if x.strip())
     unknown = sorted(set(chosen) - set(PERF_SECTIONS) - set(PERF_EXTRA))
     if unknown:

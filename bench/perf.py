@@ -165,7 +165,7 @@ class Bench:
 
 
 def section_sampling(b: Bench) -> dict:
-    reps, steps = (2 if b.quick else 4), b.sampling.num_steps
+    reps, steps = (1 if b.quick else 4), b.sampling.num_steps  # after a warm-up call each
     t = _interleaved(
         {
             "pipeline": lambda: b.pipeline_call(b.prompts, steps),
@@ -238,7 +238,7 @@ LEAVES = ("rollout.policy", "rollout.reference", "rollout.decode", "reward", "va
 
 
 def section_round(b: Bench) -> dict:
-    rounds = 2 if b.quick else 5
+    rounds = 1 if b.quick else 5  # measured, after a first round left out
     graph = _rounds(b, rounds)
     recompute = _rounds(b, rounds, on_policy_graph="off")
     n = WORKLOAD["method"]["samples_per_round"] * 20
@@ -417,7 +417,7 @@ def _run_rounds(python: list[str], args: list[str], env_over: dict, cwd: str) ->
 
 
 def section_processes(quick: bool) -> dict:
-    rounds = 3 if quick else 6
+    rounds = 2 if quick else 6  # the first left out
     m = WORKLOAD["method"]
     with tempfile.TemporaryDirectory() as tmp:
         one = _run_rounds([sys.executable, "-m", "bench.cli"], workload_cli(rounds, f"{tmp}/one"), {}, tmp)

@@ -39,6 +39,9 @@ def markdown(report: dict) -> str:
         "## Goals",
         "",
     ]
+    if report["quick"]:
+        lines += ["Quick: one timed repeat or round per figure, no processes section; the ratios below moved by up to",
+                  "0.2 between quick runs, so goals are judged on the full run (`bench perf`).", ""]  # fmt: skip
     rows = []
     for section, key, goal, what in GOALS:
         value = s.get(section, {}).get(key)

@@ -61,3 +61,21 @@ def test_the_accelerator_grid_of_perf_sd15_runs_its_cells_code_path_on_cpu(tmp_p
     assert report["cells"] == [{"batch": 1, "steps": 2, "checkpointing": True, "precision": "no",
                                 "error": "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"}]  # fmt: skip
     assert "| 1 | 2 | True | no | out of memory: CUDA out of memory." in path.with_suffix(".md").read_text()
+
+
+def test_quick_leaves_out_the_processes_section_unless_asked_for(capsys, tmp_path, monkeypatch):
+    from bench import perf
+
+    chosen = []
+
+    def fake_run_perf(quick, baseline, out_dir, device, sections, log):
+        chosen.append((quick, sections))
+        return out_dir / "report.json"
+
+    monkeypatch.setattr(perf, "run_perf", fake_run_perf)
+    for args in (["--quick"], [], ["--quick", "--sections", "processes"]):
+        code, _, err = run_cli(capsys, ["perf", *args, "--out", str(tmp_path)])
+        assert code == 0, err
+    assert chosen == [(True, ("sampling", "round", "memory", "scaling", "options")),
+                      (False, ("sampling", "round", "memory", "scaling", "options", "processes")),
+                      (True, ("processes",))]  # fmt: skip

@@ -57,7 +57,7 @@ def test_the_summary_marks_each_goal():
     assert "meets" in lines["rollout without the reference vs the pipeline's own call"]
     assert "misses" in lines["DPOK round vs the baseline install, same workload"]
     assert "not measured" in lines["DPOK round vs its floor (policy pass + reference pass + backward)"]
-    assert "5.600 s" in text and "# bench perf (quick)" in text
+    assert "5.600 s" in text and "# bench perf (quick)" in text and "goals are judged on the full run" in text
     assert "Ratio per pair of runs: 0.790, 0.810." in text
 
 
