@@ -47,6 +47,16 @@ WORKLOAD = {
 MB = 2**20
 
 
+def workload_method(quick: bool) -> dict:
+    """The method options a section trains and times with: the workload's, or with ``--quick`` half its samples
+    (and its buffer and micro-batch with them), so the quick report runs in about half the time."""
+    method = dict(WORKLOAD["method"])
+    if quick:
+        for key in ("samples_per_round", "batch_size", "buffer_size"):
+            method[key] = max(1, method[key] // 2)
+    return method
+
+
 def workload_cli(steps: int, results_dir: str, **method_over) -> list[str]:
     """The workload as `bench run` arguments (understood by 60c05b5 as well as by this version)."""
     args = ["run", "--steps", str(steps), "--results-dir", results_dir]
@@ -93,13 +103,14 @@ class Bench:
         from bench.sampling import PromptCache
 
         self.quick = quick
+        self.method = workload_method(quick)
         self.device = torch.device(device)
         self.model_path = resolve_model_path("shapes", WORKLOAD["common"]["model"])
         self.pipe = load_pipeline(self.model_path, self.device)
         self.params = add_lora(self.pipe.unet, 4, 4.0, ("to_q", "to_k", "to_v", "to_out.0"))
         self.cache = PromptCache(self.pipe)
         base = load_prompts(DEMO_PROMPTS)
-        self.prompts = [base[i % len(base)] for i in range(WORKLOAD["method"]["samples_per_round"])]
+        self.prompts = [base[i % len(base)] for i in range(self.method["samples_per_round"])]
         self.sampling = SamplingConfig(**SAMPLING)
 
     def generators(self, n: int):
@@ -217,7 +228,7 @@ def time_rounds(common: dict, sets: list[str], method_args: list[str], model_pat
 def _rounds(b: Bench, rounds: int, **method_over) -> dict:
     """Train ``rounds`` + 1 rounds of the workload in-process; per-phase medians over all but the first."""
     method_args = []
-    for key, value in {**WORKLOAD["method"], **method_over}.items():
+    for key, value in {**b.method, **method_over}.items():
         method_args += [f"--{key.replace('_', '-')}", str(value)]
     common = dict(WORKLOAD["common"], steps=rounds + 1)
     per_round, _ = time_rounds(common, WORKLOAD["sets"], method_args, b.model_path, _prompt_list())
@@ -241,8 +252,8 @@ def section_round(b: Bench) -> dict:
     rounds = 1 if b.quick else 5  # measured, after a first round left out
     graph = _rounds(b, rounds)
     recompute = _rounds(b, rounds, on_policy_graph="off")
-    n = WORKLOAD["method"]["samples_per_round"] * 20
-    bare = b.bare_passes(n, WORKLOAD["method"]["batch_size"])
+    n = b.method["samples_per_round"] * 20
+    bare = b.bare_passes(n, b.method["batch_size"])
     samp = _interleaved(
         {
             "policy": lambda: b.pipeline_call(b.prompts, 20),
@@ -287,7 +298,7 @@ def section_memory(b: Bench) -> dict:
             if checkpointing:
                 unet.enable_gradient_checkpointing()
             with PeakMemory() as peak:
-                b.bare_passes(WORKLOAD["method"]["batch_size"], WORKLOAD["method"]["batch_size"])
+                b.bare_passes(b.method["batch_size"], b.method["batch_size"])
             out[f"update_micro_batch_{'full_unet' if full else 'lora'}_{'gc' if checkpointing else 'no_gc'}"] = _mem(
                 peak
             )
@@ -306,7 +317,7 @@ def _mem(peak: PeakMemory) -> dict:
 
 
 def section_scaling(b: Bench) -> dict:
-    batches = (8, 16) if b.quick else (4, 8, 16, 32)
+    batches = (4, 8) if b.quick else (4, 8, 16, 32)
     steps = (10, 20) if b.quick else (10, 20, 40)
     base = b.prompts
     by_batch = {n: _median_time(lambda n=n: b.rollout([base[i % len(base)] for i in range(n)]), 1) for n in batches}
@@ -320,8 +331,8 @@ def section_scaling(b: Bench) -> dict:
 
 
 def section_options(b: Bench, compile_too: bool = False) -> dict:
-    """The guided UNet at micro-batch 32 (no-grad forward; forward+backward) under each speed option, interleaved
-    with the default so that drift hits all alike.
+    """The guided UNet at the workload's micro-batch (no-grad forward; forward+backward) under each speed option,
+    interleaved with the default so that drift hits all alike.
 
     ``autocast_bf16`` is timed, never used by a method: on the 2-core CPU of results/perf (avx512_bf16), in two
     runs, its forward took 0.64-0.79x and its forward+backward 0.99-1.07x of fp32, and its noise prediction differed
@@ -333,7 +344,7 @@ def section_options(b: Bench, compile_too: bool = False) -> dict:
     from bench.sampling import guided_eps
 
     unet = b.pipe.unet
-    x_t, t, cond, uncond = b.transitions(32)
+    x_t, t, cond, uncond = b.transitions(b.method["batch_size"])
     g = b.sampling.guidance_scale
 
     def passes(model=unet, x=x_t, no_grad=torch.inference_mode):
@@ -497,7 +508,8 @@ def run_perf(quick: bool, baseline: str | None, out_dir: Path, device: str, sect
 
     start = time.time()
     b = Bench(device, quick)
-    report = {"quick": quick, "workload": WORKLOAD, "env": env_info(str(b.device), 1), "sections": {}}
+    report = {"quick": quick, "workload": WORKLOAD | {"method": b.method}, "env": env_info(str(b.device), 1),
+              "sections": {}}  # fmt: skip
     steps = {
         "sampling": lambda: section_sampling(b),
         "round": lambda: section_round(b),

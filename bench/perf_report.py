@@ -28,20 +28,24 @@ def _table(rows: list[tuple], header: tuple) -> list[str]:
 def markdown(report: dict) -> str:
     s = report["sections"]
     env = report["env"]
+    m = report.get("workload", {}).get("method", {"samples_per_round": 16, "batch_size": 32})
     lines = [
         f"# bench perf{' (quick)' if report['quick'] else ''}",
         "",
         f"Device {env.get('device')}, torch {env.get('packages', {}).get('torch', '?')}, "
-        f"{report['wall_seconds']:.0f} s in all. Workload: the shapes demo recipe of 60c05b5 (4 prompts, 16 samples a "
-        "round, 20 DDIM steps, guidance 5, eta 1, LoRA r4, one step over 320 transitions, micro-batch 32). "
+        f"{report['wall_seconds']:.0f} s in all. Workload: the shapes demo recipe of 60c05b5 (4 prompts, "
+        f"{m['samples_per_round']} samples a round, 20 DDIM steps, guidance 5, eta 1, LoRA r4, one step over "
+        f"{m['samples_per_round'] * 20} transitions, micro-batch {m['batch_size']})"
+        f"{'; quick: half its 16 samples' if report['quick'] else ''}. "
         "Times are medians; every ratio compares two figures from this one run.",
         "",
         "## Goals",
         "",
     ]
     if report["quick"]:
-        lines += ["Quick: one timed repeat or round per figure, no processes section; the ratios below moved by up to",
-                  "0.2 between quick runs, so goals are judged on the full run (`bench perf`).", ""]  # fmt: skip
+        lines += ["Quick: half the samples, one timed repeat or round per figure, no processes section. Its ratios",
+                  "are noisy (quick runs on 2026-12-07 differed by up to 0.2), so goals are judged on the full run",
+                  "(`bench perf`).", ""]  # fmt: skip
     rows = []
     for section, key, goal, what in GOALS:
         value = s.get(section, {}).get(key)

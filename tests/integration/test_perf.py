@@ -8,7 +8,7 @@ from cli_helpers import run_cli
 def test_perf_sampling_section_writes_json_and_markdown(capsys, tmp_path, monkeypatch):
     from bench import perf
 
-    monkeypatch.setitem(perf.WORKLOAD["method"], "samples_per_round", 2)  # the report's shape, not its figures
+    monkeypatch.setitem(perf.WORKLOAD["method"], "samples_per_round", 4)  # the report's shape, not its figures
     monkeypatch.setitem(perf.SAMPLING, "num_steps", 4)
     code, out, err = run_cli(capsys, ["perf", "--quick", "--sections", "sampling", "--out", str(tmp_path)])
     assert code == 0, err
@@ -19,7 +19,8 @@ def test_perf_sampling_section_writes_json_and_markdown(capsys, tmp_path, monkey
                                         "rollout_graph"}  # fmt: skip
     assert all(v > 0 for v in sampling["seconds"].values())
     assert sampling["rollout_vs_pipeline"] == sampling["seconds"]["rollout"] / sampling["seconds"]["pipeline"]
-    assert report["quick"] is True and path.stem.endswith("-quick") and sampling["batch"] == 2
+    assert report["quick"] is True and path.stem.endswith("-quick") and sampling["batch"] == 2  # quick: half
+    assert report["workload"]["method"]["samples_per_round"] == 2 and report["workload"]["method"]["batch_size"] == 16
     assert sampling["steps"] == 4
     text = path.with_suffix(".md").read_text()
     assert "rollout without the reference vs the pipeline's own call" in text
