@@ -485,21 +485,21 @@ def device_name(device: torch.device) -> str:
     return f"cpu-{os.cpu_count()}core-{platform.machine()}"
 
 
+TRL_KEYS = ("trl_seconds_per_sample", "suite_ddpo_seconds_per_sample", "trl_vs_ddpo")
+
+
 def trl_section(out_dir: Path, device: str) -> dict | None:
     """Every TRL comparison run on this device (trl-<device>-*.json, written by scripts/perf_vs_trl.sh in a venv of
     its own), each with its figures; the goal figure ``trl_vs_ddpo`` is the lowest ratio of them (the runs differ
     by more than their own spread, so the worst one is the claim)."""
-    runs = []
+    runs, version = [], None
     for path in sorted(out_dir.glob(f"trl-{device}-*.json")):
         data = json.loads(path.read_text())
+        version = version or data["trl_version"]
         runs.append({"file": path.name} | {k: data[k] for k in TRL_KEYS} | {"rounds_measured": data["rounds_measured"]})
     if not runs:
         return None
-    return {"trl_version": json.loads((out_dir / runs[0]["file"]).read_text())["trl_version"], "runs": runs,
-            "trl_vs_ddpo": min(r["trl_vs_ddpo"] for r in runs)}  # fmt: skip
-
-
-TRL_KEYS = ("trl_seconds_per_sample", "suite_ddpo_seconds_per_sample", "trl_vs_ddpo")
+    return {"trl_version": version, "runs": runs, "trl_vs_ddpo": min(r["trl_vs_ddpo"] for r in runs)}
 
 
 def run_perf(quick: bool, baseline: str | None, out_dir: Path, device: str, sections: tuple[str, ...], log) -> Path:

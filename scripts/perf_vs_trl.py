@@ -85,7 +85,7 @@ def main() -> None:
 
     import trl
 
-    from bench.perf import device_name
+    from bench.perf import TRL_KEYS, device_name
     from bench.prompts import load_prompts
     from bench.registry import SCORERS
     from bench.results import env_info, write_json
@@ -133,8 +133,7 @@ def main() -> None:
             break
         path = out / f"{stem}-{n}.json"
     write_json(path, result)
-    keys = ("trl_seconds_per_sample", "suite_ddpo_seconds_per_sample", "trl_vs_ddpo")
-    print(json.dumps({k: result[k] for k in keys}))
+    print(json.dumps({k: result[k] for k in TRL_KEYS}))
     print(f"wrote {path}")
 
 
