@@ -26,17 +26,22 @@ def _table(rows: list[tuple], header: tuple) -> list[str]:
 
 
 def markdown(report: dict) -> str:
+    from bench.perf import WORKLOAD
+
     s = report["sections"]
     env = report["env"]
-    m = report.get("workload", {}).get("method", {"samples_per_round": 16, "batch_size": 32})
+    full = WORKLOAD["method"]  # the 60c05b5 recipe; a quick run measured with the report's own (halved) workload
+    m = report.get("workload", {}).get("method", full)
+    quick = (
+        f"; --quick: {m['samples_per_round']} samples a round, micro-batch {m['batch_size']}" if report["quick"] else ""
+    )
     lines = [
         f"# bench perf{' (quick)' if report['quick'] else ''}",
         "",
         f"Device {env.get('device')}, torch {env.get('packages', {}).get('torch', '?')}, "
         f"{report['wall_seconds']:.0f} s in all. Workload: the shapes demo recipe of 60c05b5 (4 prompts, "
-        f"{m['samples_per_round']} samples a round, 20 DDIM steps, guidance 5, eta 1, LoRA r4, one step over "
-        f"{m['samples_per_round'] * 20} transitions, micro-batch {m['batch_size']})"
-        f"{'; quick: half its 16 samples' if report['quick'] else ''}. "
+        f"{full['samples_per_round']} samples a round, 20 DDIM steps, guidance 5, eta 1, LoRA r4, one step over "
+        f"{full['samples_per_round'] * 20} transitions, micro-batch {full['batch_size']}){quick}. "
         "Times are medians; every ratio compares two figures from this one run.",
         "",
         "## Goals",

@@ -24,6 +24,8 @@ def test_perf_sampling_section_writes_json_and_markdown(capsys, tmp_path, monkey
     assert sampling["steps"] == 4
     text = path.with_suffix(".md").read_text()
     assert "rollout without the reference vs the pipeline's own call" in text
+    # the header names the recipe (4 samples here, patched) and what the quick run measured with (half of it)
+    assert "(4 prompts, 4 samples a round," in text and "--quick: 2 samples a round, micro-batch 16." in text
 
 
 def test_perf_refuses_unknown_sections(capsys, tmp_path):
