@@ -508,8 +508,9 @@ def run_perf(quick: bool, baseline: str | None, out_dir: Path, device: str, sect
 
     start = time.time()
     b = Bench(device, quick)
-    report = {"quick": quick, "workload": WORKLOAD | {"method": b.method}, "env": env_info(str(b.device), 1),
-              "sections": {}}  # fmt: skip
+    # "workload": what this run measured with (--quick halves it); "recipe": the 60c05b5 recipe it stands for
+    report = {"quick": quick, "workload": WORKLOAD | {"method": b.method}, "recipe": dict(WORKLOAD["method"]),
+              "env": env_info(str(b.device), 1), "sections": {}}  # fmt: skip
     steps = {
         "sampling": lambda: section_sampling(b),
         "round": lambda: section_round(b),

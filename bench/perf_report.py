@@ -26,12 +26,10 @@ def _table(rows: list[tuple], header: tuple) -> list[str]:
 
 
 def markdown(report: dict) -> str:
-    from bench.perf import WORKLOAD
-
     s = report["sections"]
     env = report["env"]
-    full = WORKLOAD["method"]  # the 60c05b5 recipe; a quick run measured with the report's own (halved) workload
-    m = report.get("workload", {}).get("method", full)
+    m = report.get("workload", {}).get("method", {"samples_per_round": 16, "batch_size": 32})
+    full = report.get("recipe", m)  # the 60c05b5 recipe; a quick run measured with its own (halved) workload
     quick = (
         f"; --quick: {m['samples_per_round']} samples a round, micro-batch {m['batch_size']}" if report["quick"] else ""
     )
