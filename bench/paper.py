@@ -142,7 +142,8 @@ def table1(grid: Grid, out: Path, quick: bool) -> list[Path]:
 def bias_table(grid: Grid, runs: list[Path], labels: dict, out: Path, quick: bool) -> list[Path]:
     """Scores on the bias prompts of every eval call after the first (the stereotype rate, oversaturation) and, per
     category scorer, the total variation distance of its categories from uniform per prompt (0: no preference),
-    with an interval that resamples runs, then prompts. One column per scorer and split."""
+    with an interval that resamples runs, then prompts (one draw of prompts shared by the drawn runs). One column
+    per scorer and split."""
     evals = load_eval(runs, labels)
     calls, scored = {}, set(evals.split)  # split -> the scorers its call asked for (all it scored when it names none)
     for k in range(1, len(grid.eval)):
@@ -165,8 +166,9 @@ def bias_table(grid: Grid, runs: list[Path], labels: dict, out: Path, quick: boo
             cells = []
             for label in bare:
                 part = bias[bias.label == label]
-                clusters = [g.tv_bias.to_numpy() for _, g in part.groupby("run")]
-                cells.append([*cluster_bootstrap_ci(clusters, n_boot=N_BOOT, seed=0), int(len(part))])
+                runs = [g for _, g in part.groupby("run")]
+                clusters, keys = [g.tv_bias.to_numpy() for g in runs], [list(g.prompt) for g in runs]
+                cells.append([*cluster_bootstrap_ci(clusters, n_boot=N_BOOT, seed=0, keys=keys), int(len(part))])
             for k, stat in enumerate(("mean", "lo", "hi", "n")):
                 table[(f"{scorer} tv-bias", split, stat)] = [c[k] for c in cells]
     table = table.astype({c: int for c in table.columns if c[2] == "n"})
@@ -217,20 +219,24 @@ def snapshot_table(runs: list[Path], labels: dict, scorers: list[str] | None, sp
     scorers = scorers or sorted(set(df.scorer) - label_scorers(set(df.scorer)))
     df = df[df.scorer.isin(scorers)]
     base = df[df["round"] == 0].drop_duplicates(["prompt", "seed", "scorer", "scorer_version"])
-    groups = {PRETRAINED: {sc: [part.value.to_numpy()] for sc, part in base.groupby("scorer")}}
+    groups = {PRETRAINED: {sc: [part] for sc, part in base.groupby("scorer")}}
     tuned = df[df["round"] > 0]
     for (label, rnd), part in sorted(tuned.groupby(["label", "round"]), key=lambda kv: (str(kv[0][0]), kv[0][1])):
         n = part.run.nunique()
         name = f"{label}, round {rnd}" + (f" [{n} runs]" if n > 1 else "")
-        groups[name] = {sc: [r.value.to_numpy() for _, r in p.groupby("run")] for sc, p in part.groupby("scorer")}
+        groups[name] = {sc: [r for _, r in p.groupby("run")] for sc, p in part.groupby("scorer")}
     columns = pd.MultiIndex.from_tuples([(sc, split, st) for sc in scorers for st in STATS],
                                         names=["scorer", "split", "stat"])  # fmt: skip
     rows = []
     for clusters in groups.values():
         row = []
         for sc in scorers:
-            values = clusters.get(sc, [])
-            row += [*cluster_bootstrap_ci(values, n_boot=N_BOOT, seed=0), sum(len(v) for v in values)]
+            parts = clusters.get(sc, [])  # one frame per run; runs scored on the same (prompt, seed) are crossed
+            values, keys = (
+                [r.value.to_numpy() for r in parts],
+                [list(zip(r.prompt, r.seed, strict=True)) for r in parts],
+            )
+            row += [*cluster_bootstrap_ci(values, n_boot=N_BOOT, seed=0, keys=keys), sum(len(v) for v in values)]
         rows.append(row)
     table = pd.DataFrame(rows, index=pd.Index(list(groups), name="method"), columns=columns)
     return table.astype({c: int for c in columns if c[2] == "n"})

@@ -32,25 +32,61 @@ def _percentile_interval(values, means, level: float) -> tuple[float, float, flo
 
 
 def cluster_bootstrap_ci(
-    clusters, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+    clusters, n_boot: int = 2000, seed: int = 0, level: float = 0.95, keys=None
 ) -> tuple[float, float, float]:
     """Mean over all values and a two-stage percentile bootstrap interval: resample the clusters (training runs of
-    one method, which differ by seed) with replacement, then the values within each drawn cluster.
+    one method, which differ by seed) with replacement, then the images.
 
     Pooling the images of several training seeds into one flat bootstrap would treat them as independent and
     leave out how much the outcome varies from run to run (in a world with a gold measure, one seed's gold change can be
     +0.02 and another's +0.18). One cluster is exactly :func:`bootstrap_ci` (same numbers, same stream).
+
+    ``keys`` (one sequence per cluster) names the evaluation draw of each value, e.g. its (prompt, seed). When every
+    cluster holds the same draws, once each, the design is crossed (every run scored on the same evaluation seeds),
+    and each resample draws the runs, then one set of draws shared by all of them: the images of one seed are alike
+    from run to run, and resampling them run by run would count the evaluation seeds' spread as if each run had its
+    own (three copies of one model would get an interval sqrt(3) narrower than the model's own). Without keys, or
+    when the clusters' draws differ, the images are resampled within each drawn cluster.
     """
-    clusters = [np.asarray(c, dtype=float) for c in clusters if len(c)]
+    keys = list(keys) if keys is not None else None
+    given = keys if keys is not None else [None] * len(clusters)
+    kept = [(np.asarray(c, dtype=float), k) for c, k in zip(clusters, given, strict=True) if len(c)]
+    clusters = [c for c, _ in kept]
     if len(clusters) <= 1:
         return bootstrap_ci(clusters[0] if clusters else [], n_boot=n_boot, seed=seed, level=level)
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(clusters), (n_boot, len(clusters)))
     means = np.empty(n_boot)
-    for b, pick in enumerate(picks):
-        drawn = [clusters[c][rng.integers(0, len(clusters[c]), len(clusters[c]))] for c in pick]
-        means[b] = sum(d.sum() for d in drawn) / sum(len(d) for d in drawn)
+    crossed = _crossed(kept) if keys is not None else None
+    if crossed is not None:  # runs x draws, one column per evaluation draw
+        n = crossed.shape[1]
+        for b, pick in enumerate(picks):
+            means[b] = crossed[pick][:, rng.integers(0, n, n)].mean()
+    else:
+        for b, pick in enumerate(picks):
+            drawn = [clusters[c][rng.integers(0, len(clusters[c]), len(clusters[c]))] for c in pick]
+            means[b] = sum(d.sum() for d in drawn) / sum(len(d) for d in drawn)
     return _percentile_interval(np.concatenate(clusters), means, level)
+
+
+def _crossed(kept: list[tuple[np.ndarray, object]]) -> np.ndarray | None:
+    """The clusters as a runs x draws matrix, columns in the first cluster's key order, when every cluster holds
+    the same keys once each (else None)."""
+    first = [_hashable(k) for k in kept[0][1]]
+    order = {k: i for i, k in enumerate(first)}
+    if len(order) != len(first):
+        return None
+    matrix = np.empty((len(kept), len(first)))
+    for row, (values, keys) in enumerate(kept):
+        cols = [order.get(_hashable(k), -1) for k in keys]
+        if len(cols) != len(first) or len(values) != len(cols) or -1 in cols or len(set(cols)) != len(cols):
+            return None
+        matrix[row, cols] = values
+    return matrix
+
+
+def _hashable(key):
+    return tuple(key) if isinstance(key, (list, np.ndarray)) else key
 
 
 def paired_difference_ci(after, before, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:

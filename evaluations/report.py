@@ -94,7 +94,8 @@ def write_report(run_dirs: Sequence[str | Path], out_html: str | Path, n_boot: i
     parts = [f"<h1>Results: {len(runs)} runs</h1>", "<p>Runs: " + ", ".join(html.escape(d.name) for d in runs) + "</p>"]
     parts.append(
         "<h2>Tables</h2><p>Mean [95% bootstrap interval] over samples; a row pooling N training runs (seeds) "
-        "resamples the runs, then the samples within each.</p>"
+        "resamples the runs, then the samples (one draw of the evaluation seeds for all drawn runs where they "
+        "share them).</p>"
     )
     for split in dict.fromkeys(table.columns.get_level_values("split")):
         parts.append(

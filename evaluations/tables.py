@@ -3,9 +3,9 @@
 ``build_table`` reads ``eval.parquet`` of every run (see ``evaluations.runs`` for row labels and the pretrained
 row) and returns a DataFrame whose columns are a MultiIndex ``(scorer, split, stat)`` with stat in
 ``mean, lo, hi, n``. The interval is a percentile bootstrap over the images of a cell; where a row pools several
-training runs (seeds), it is two-stage (runs, then images within each run: ``bench.stats.cluster_bootstrap_ci``),
-so it covers the run-to-run spread too. A fixed seed per cell: the same folders give byte-identical Markdown,
-LaTeX and CSV.
+training runs (seeds), it is two-stage (runs, then images: ``bench.stats.cluster_bootstrap_ci``), so it covers the
+run-to-run spread too; runs scored on the same (prompt, seed) draws share one draw of them in each resample. A
+fixed seed per cell: the same folders give byte-identical Markdown, LaTeX and CSV.
 
 Renderers are written here (no tabulate): ``to_markdown``, ``to_latex`` (booktabs), ``to_csv``, ``to_html``.
 """
@@ -65,9 +65,11 @@ def build_table(
     df = df[df.scorer.isin(scorers) & df.split.isin(splits) & df.value.notna()]
     labels = sorted(set(df.label), key=lambda s: (not s.startswith(PRETRAINED), s))
     groups = {}  # (label, scorer, split) -> one array per training run; the pretrained row is one model, one array
+    draws = {}  # the same key -> each run's (prompt, seed) per value: runs scored on the same seeds are crossed
     for key, part in df.groupby(["label", "scorer", "split"], sort=False):
         runs = [part] if key[0].startswith(PRETRAINED) else [r for _, r in part.groupby("run")]
         groups[key] = [r.value.to_numpy() for r in runs]
+        draws[key] = [list(zip(r.prompt, r.seed, strict=True)) for r in runs]
     columns = pd.MultiIndex.from_tuples(
         [(sc, sp, st) for sc in scorers for sp in splits for st in STATS], names=["scorer", "split", "stat"]
     )
@@ -76,8 +78,9 @@ def build_table(
         row = []
         for sc in scorers:
             for sp in splits:
-                clusters = groups.get((label, sc, sp), [])
-                row += [*cluster_bootstrap_ci(clusters, n_boot=n_boot, seed=seed), sum(len(c) for c in clusters)]
+                clusters, keys = groups.get((label, sc, sp), []), draws.get((label, sc, sp))
+                ci = cluster_bootstrap_ci(clusters, n_boot=n_boot, seed=seed, keys=keys)
+                row += [*ci, sum(len(c) for c in clusters)]
         rows.append(row)
     runs = df.groupby("label").run.nunique()  # a row pooling several seeds says how many: "dpok [3 runs]"
     names = [f"{label} [{runs[label]} runs]" if runs.get(label, 1) > 1 and not label.startswith(PRETRAINED) else label
@@ -95,16 +98,18 @@ def build_change_table(
 ) -> pd.DataFrame:
     """Change over the pretrained model, one row per run and one pooled row per label: the table of a seed study.
 
-    A run's cell is the paired change (its final LoRA minus the pretrained model on the same prompt and evaluation
-    seed) with a bootstrap interval over those pairs. Each run is paired with its own step-0 rows, so runs trained
-    on different prompts are each compared with the pretrained model on their own prompts. A label's pooled row
-    (``label [N runs]``) resamples runs, then pairs within each drawn run (``cluster_bootstrap_ci``). Rows are
-    ``label seed S``, sorted by seed, then the pooled row; columns as in ``build_table``.
+        A run's cell is the paired change (its final LoRA minus the pretrained model on the same prompt and evaluation
+        seed) with a bootstrap interval over those pairs. Each run is paired with its own step-0 rows, so runs trained
+        on different prompts are each compared with the pretrained model on their own prompts. A label's pooled row
+        (``label [N runs]``) resamples runs, then the (prompt, seed) pairs, one draw shared by the drawn runs where they
+    were scored on the same pairs (``cluster_bootstrap_ci``). Rows are
+        ``label seed S``, sorted by seed, then the pooled row; columns as in ``build_table``.
     """
     runs = sorted_runs(run_dirs)
     configs = read_configs(runs)
     labels = run_labels(configs)
     diffs: dict[tuple[str, str, str], np.ndarray] = {}  # (run, scorer, split) -> paired differences
+    pairs: dict[tuple[str, str, str], list] = {}  # the same key -> the (prompt, seed) of each difference
     for d in runs:
         path = d / "eval.parquet"
         if not path.is_file():
@@ -114,6 +119,7 @@ def build_change_table(
         for (scorer, split), part in df.groupby(["scorer", "split"]):
             joined = paired_steps(part, df.step.max())
             diffs[(d.name, scorer, split)] = (joined.tuned - joined.base).to_numpy()
+            pairs[(d.name, scorer, split)] = list(joined.index)
     scorers = list(scorers) if scorers else sorted({k[1] for k in diffs} - label_scorers({k[1] for k in diffs}))
     splits = list(splits) if splits else sorted({k[2] for k in diffs})
     columns = pd.MultiIndex.from_tuples(
@@ -125,8 +131,10 @@ def build_change_table(
         row = []
         for sc in scorers:
             for sp in splits:
-                clusters = [diffs[(m, sc, sp)] for m in members if (m, sc, sp) in diffs]
-                row += [*cluster_bootstrap_ci(clusters, n_boot=n_boot, seed=seed), sum(len(c) for c in clusters)]
+                have = [(m, sc, sp) for m in members if (m, sc, sp) in diffs]
+                clusters, keys = [diffs[k] for k in have], [pairs[k] for k in have]
+                ci = cluster_bootstrap_ci(clusters, n_boot=n_boot, seed=seed, keys=keys)
+                row += [*ci, sum(len(c) for c in clusters)]
         names.append(name)
         rows.append(row)
 

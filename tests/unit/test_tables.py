@@ -33,7 +33,8 @@ def test_numbers_match_a_pandas_recomputation(tmp_path):
     # pooled seeds: beta=0.01 has two runs x 2 prompts x 4 samples on train; pretrained counted once, not 3 times
     assert table.loc["dpok (beta=0.01) [2 runs]", ("shapes-oracle", "train", "n")] == 16
     assert table.loc["pretrained", ("shapes-oracle", "train", "n")] == 8
-    # two pooled runs: the two-stage bootstrap with seed 0 (runs with replacement, then images within each run)
+    # two pooled runs scored on the same (prompt, seed) draws: the two-stage bootstrap with seed 0, runs with
+    # replacement, then one draw of the (prompt, seed) columns shared by the drawn runs
     per_run = []
     for d in (runs[0], runs[2]):
         values = pd.read_parquet(d / "eval.parquet")
@@ -41,7 +42,8 @@ def test_numbers_match_a_pandas_recomputation(tmp_path):
         per_run.append(values.sort_values(["prompt", "seed"]).value.to_numpy())
     rng = np.random.default_rng(0)
     picks = rng.integers(0, 2, (500, 2))
-    means = [np.concatenate([per_run[c][rng.integers(0, 4, 4)] for c in pick]).mean() for pick in picks]
+    matrix = np.vstack(per_run)  # runs x (prompt, seed)
+    means = [matrix[pick][:, rng.integers(0, 4, 4)].mean() for pick in picks]
     lo, hi = np.quantile(means, [0.025, 0.975])
     cell = table.loc["dpok (beta=0.01) [2 runs]", ("shapes-reward", "heldout")]
     assert cell["mean"] == pytest.approx(np.concatenate(per_run).mean(), abs=1e-12)
@@ -66,6 +68,25 @@ def test_pooled_seeds_widen_the_interval_by_their_spread():
     assert mean == pytest.approx(0.3, abs=0.01) and flat_hi - flat_lo < 0.05
     assert lo < 0.12 and hi > 0.48
     assert cluster_bootstrap_ci([runs[0]]) == bootstrap_ci(runs[0])
+
+
+def test_runs_scored_on_the_same_seeds_share_one_draw_of_them():
+    """Three copies of one model, scored on the same 256 evaluation seeds: pooled, they know no more than one copy,
+    so their interval is the model's own width (a draw of images per run would shrink it by about sqrt(3)). The
+    keys may come in any order per run; runs scored on different seeds fall back to a draw per run."""
+    rng = np.random.default_rng(2)
+    values, keys = rng.normal(0.5, 0.2, 256), [("a square", s) for s in range(256)]
+    _, one_lo, one_hi = bootstrap_ci(values)
+    order = rng.permutation(256)
+    copies, copy_keys = [values, values, values[order]], [keys, keys, [keys[i] for i in order]]
+    mean, lo, hi = cluster_bootstrap_ci(copies, keys=copy_keys)
+    _, flat_lo, flat_hi = cluster_bootstrap_ci(copies)  # no keys: a draw of images per run
+    assert mean == pytest.approx(values.mean(), abs=1e-12)
+    assert (hi - lo) / (one_hi - one_lo) == pytest.approx(1.0, abs=0.1)
+    assert (flat_hi - flat_lo) / (one_hi - one_lo) == pytest.approx(1 / np.sqrt(3), abs=0.1)
+    other = [keys, keys, [("a square", s + 1) for s in range(256)]]
+    assert cluster_bootstrap_ci(copies, keys=other) == (mean, flat_lo, flat_hi)
+    assert cluster_bootstrap_ci([values], keys=[keys]) == bootstrap_ci(values)
 
 
 def test_output_is_byte_identical_and_order_free(tmp_path):
