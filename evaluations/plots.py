@@ -4,8 +4,8 @@
 - ``proxy_vs_gold.png``: the proxy reward against the gold measure per image, pretrained vs each tuned method:
   over-optimisation shows as proxy gains without gold gains.
 - ``distributions.png``: per scorer, the distribution of per-image scores per method (box plots).
-- ``saturation.png``: mean of the saturation measure per method at each evaluated step, with a 95% bootstrap
-  interval.
+- ``saturation.png``: mean of the saturation measure per method at each evaluated step, with the tables' 95%
+  interval (runs resampled, then images).
 - ``curves.png``: proxy, gold and quality on the evaluation seeds against the training samples drawn, from the LoRA
   snapshots (``snapshot_every`` and ``bench eval --snapshots``); one line per label, the band resampling runs.
   Over-optimisation shows as the proxy rising while gold stalls or falls.
@@ -45,6 +45,7 @@ from bench.evaluations.runs import (  # noqa: E402
     sorted_runs,
     update_rounds,
 )
+from bench.stats import cluster_bootstrap_ci  # noqa: E402
 
 # No timestamps or version strings in the files: the same runs give the same bytes.
 PNG_METADATA = {"Software": None}
@@ -121,16 +122,39 @@ def plot_distributions(evals: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def saturation_points(evals: pd.DataFrame, scorer: str, n_boot: int = 500) -> pd.DataFrame:
+    """Per label and evaluated step, over every split evaluated: mean of ``scorer`` and its 95% interval, estimated
+    as in the tables (runs resampled, then images, one draw of the (split, prompt, seed) draws for runs scored on the
+    same ones: ``cluster_bootstrap_ci``)."""
+    rows = []
+    part = evals[(evals.scorer == scorer) & evals.value.notna()]
+    for (label, step), cell in part.groupby(["label", "step"]):
+        runs = [r for _, r in cell.groupby("run")]
+        keys = [list(zip(r.split, r.prompt, r.seed, strict=True)) for r in runs]
+        mean, lo, hi = cluster_bootstrap_ci([r.value.to_numpy() for r in runs], n_boot=n_boot, seed=0, keys=keys)
+        rows.append({"label": label, "step": int(step), "mean": mean, "lo": lo, "hi": hi, "runs": len(runs)})
+    return pd.DataFrame(rows, columns=["label", "step", "mean", "lo", "hi", "runs"])
+
+
 def plot_saturation(evals: pd.DataFrame, path: Path) -> Path | None:
-    """Mean of the saturation measure (``role = "saturation"``; lower is better) per label at each evaluated step."""
+    """Mean of the saturation measure (``role = "saturation"``; lower is better) per label at each evaluated step,
+    with the tables' interval (``saturation_points``), labels side by side at each step."""
     measures = role_scorers(set(evals.scorer), "saturation")
-    part = evals[evals.scorer == measures[0]] if measures else evals.iloc[:0]
-    if part.empty:
+    points = saturation_points(evals, measures[0]) if measures else pd.DataFrame()
+    if points.empty:
         return None
+    steps, order = sorted(set(points.step)), _order(points.label)
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    sns.pointplot(data=part, x="step", y="value", hue="label", hue_order=_order(part.label), ax=ax,
-                  errorbar=("ci", 95), n_boot=500, seed=0, dodge=0.3)  # fmt: skip
-    ax.set(ylabel=f"mean {measures[0]}", title=f"{measures[0]} (step 0 = pretrained)")
+    colours = sns.color_palette(n_colors=len(order))
+    for i, label in enumerate(order):
+        mine = points[points.label == label].sort_values("step")
+        shift = (i - (len(order) - 1) / 2) * 0.3 / max(1, len(order) - 1)  # dodge, as seaborn's pointplot
+        x = [steps.index(s) + shift for s in mine.step]
+        yerr = [mine["mean"] - mine.lo, mine.hi - mine["mean"]]
+        ax.errorbar(x, mine["mean"], yerr=yerr, fmt="-o", capsize=3, color=colours[i], label=label)
+    ax.set_xticks(range(len(steps)), [str(s) for s in steps])
+    ax.set(xlabel="step", ylabel=f"mean {measures[0]}", title=f"{measures[0]} (step 0 = pretrained)")
+    ax.legend(fontsize="small")
     return _save(fig, path)
 
 

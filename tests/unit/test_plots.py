@@ -7,7 +7,7 @@ import pytest
 from fake_runs import make_run, make_runs
 from PIL import Image
 
-from bench.evaluations.plots import make_plots, measures, proxy_gold_pairs
+from bench.evaluations.plots import make_plots, measures, proxy_gold_pairs, saturation_points
 from bench.evaluations.runs import load_eval
 
 
@@ -86,3 +86,26 @@ def test_distribution_labels_sit_left_of_the_first_panel_only(tmp_path, monkeypa
         assert not any(t.get_visible() and t.get_text() for t in ax.get_yticklabels())
     left_of_boxes = axes[0].get_window_extent().x0
     assert all(t.get_window_extent().x1 <= left_of_boxes for t in axes[0].get_yticklabels())
+
+
+def test_saturation_points_are_the_tables_estimate_per_label_and_step(tmp_path):
+    """The figure's interval is the tables': a label pooling runs covers their spread; a run and its copy (the same
+    images of the same seeds) know no more than the run alone, so the copy leaves the width where it was."""
+    import numpy as np
+
+    runs = make_runs(tmp_path / "runs")
+    evals = load_eval(runs)
+    points = saturation_points(evals, "oversaturation").set_index(["label", "step"])
+    assert sorted(points.index) == [("dpok (beta=0.01)", 3), ("dpok (beta=0.1)", 3), ("pretrained", 0)]
+    assert points.loc[("dpok (beta=0.01)", 3), "runs"] == 2 and points.loc[("pretrained", 0), "runs"] == 1
+    tuned = evals[(evals.scorer == "oversaturation") & (evals.label == "dpok (beta=0.01)")]
+    assert points.loc[("dpok (beta=0.01)", 3), "mean"] == pytest.approx(tuned.value.mean(), abs=1e-12)
+    assert (points.lo <= points["mean"]).all() and (points["mean"] <= points.hi).all()
+    single = runs[1]  # the only beta=0.1 run
+    shutil.copytree(single, tmp_path / "runs" / "r9-dpok")
+    copied = saturation_points(load_eval([*runs, tmp_path / "runs" / "r9-dpok"]), "oversaturation")
+    copied = copied.set_index(["label", "step"]).loc[("dpok (beta=0.1)", 3)]
+    alone = points.loc[("dpok (beta=0.1)", 3)]
+    assert copied["runs"] == 2 and copied["mean"] == pytest.approx(alone["mean"], abs=1e-12)
+    assert (copied.hi - copied.lo) / (alone.hi - alone.lo) == pytest.approx(1.0, abs=0.25)
+    assert np.isfinite(points[["lo", "hi"]].to_numpy()).all()
