@@ -660,9 +660,14 @@ def run_grid(grid: Grid, echo=print, executor: str = "local", jobs: int | None =
     in one error at the end, in grid order, after the others have run (each also recorded for ``--status``).
     SIGTERM stops the sweep as Ctrl-C does: nothing new starts, running commands checkpoint first."""
     check_executor(executor)
-    todo = pending(grid)
+    states = cell_states(grid)
+    todo = [c for c, current in states if current not in ("done", "running")]
+    count = {name: sum(current == name for _, current in states) for name in STATES}
+    held = f", {count['running']} run by another sweep now" if count["running"] else ""
+    resumed = count["partial"] + count["trained"]  # trained: only its evaluation is left
     echo(
-        f"{grid.name}: {len(cells(grid)) - len(todo)} of {len(cells(grid))} cells done or running; running {len(todo)}"
+        f"{grid.name}: {count['done']} of {len(states)} cells done{held}; running {len(todo)}"
+        + (f" ({resumed} resumed from their checkpoint or evaluation)" if resumed else "")
     )
     if not todo:
         return

@@ -94,7 +94,7 @@ def test_a_killed_sweep_run_again_runs_only_what_is_missing(tmp_path, tiny_sd):
     done_before = json.loads((run_folder(second) / "train.jsonl").read_text().splitlines()[-1])["round"]
     again = subprocess.run(sweep, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "1 of 2 cells done or running; running 1" in again.stdout
+    assert "1 of 2 cells done; running 1 (1 resumed from their checkpoint or evaluation)" in again.stdout
     assert f"--resume {run_folder(second)}" in again.stdout and "--results-dir" not in again.stdout
     after = (run_folder(first) / "train.jsonl").read_bytes(), (run_folder(first) / "lora").stat().st_mtime_ns
     assert after == kept
