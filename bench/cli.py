@@ -347,6 +347,9 @@ def perf_cmd(
         False, "--sd15", help="instead: one DPOK update of SD v1.5's architecture, random weights"
     ),
     out: str = typer.Option("results/perf", "--out", help="output folder"),
+    budget_s: float = typer.Option(
+        None, "--budget-s", help="--sd15: start no cell past this many seconds (default: 450 on a GPU, none on CPU)"
+    ),
 ) -> None:
     if sections is None:
         sections = ",".join(s for s in PERF_SECTIONS if not (quick and s == "processes"))
@@ -359,10 +362,12 @@ def perf_cmd(
     from bench.dist import process_state
 
     device = device or str(process_state().device)
+    if budget_s is not None and (not sd15 or budget_s <= 0):
+        raise BenchError("--budget-s: a positive number of seconds, with --sd15")
     if sd15:
         from bench.perf_sd import run_sd15
 
-        path = run_sd15(Path(out), device, quick, echo=lambda m: typer.echo(m, err=True))
+        path = run_sd15(Path(out), device, quick, echo=lambda m: typer.echo(m, err=True), budget_s=budget_s)
     else:
         from bench.perf import run_perf
 

@@ -108,32 +108,61 @@ def sd15_cells(device_type: str, quick: bool) -> list[dict]:
             for p in ("fp16", "bf16") for gc in (True, False) for b in batches]  # fmt: skip
 
 
-def run_sd15(out_dir: Path, device: str, quick: bool, echo, model_path: str | None = None) -> Path:
-    """Write ``sd15-<device>-<date>.json`` and ``.md`` into ``out_dir``."""
+def _now() -> float:
+    return time.time()
+
+
+#: `bench perf --sd15` on an accelerator stops starting cells after this many seconds (the issue's 8-minute script)
+ACCELERATOR_BUDGET_S = 450.0
+
+
+def run_sd15(out_dir: Path, device: str, quick: bool, echo, model_path: str | None = None,
+             budget_s: float | None = None) -> Path:  # fmt: skip
+    """Write ``sd15-<device>-<date>.json`` and ``.md`` into ``out_dir``, again after every cell, so a run stopped
+    from outside keeps the cells it finished. ``budget_s`` (default: none on CPU, ``ACCELERATOR_BUDGET_S``
+    elsewhere): a cell is not started when the time so far plus its estimate (the last cell's time, scaled by batch)
+    would pass it; it is reported as not run."""
     from bench.perf import device_name
-    from bench.results import env_info, write_json, write_text
 
     dev = torch.device(device)
-    start = time.time()
+    budget_s = budget_s if budget_s is not None else (None if dev.type == "cpu" else ACCELERATOR_BUDGET_S)
+    start = _now()
+    stem = f"sd15-{device_name(dev)}-{datetime.date.today().isoformat()}"
+    results: list[dict] = []
+    last: tuple[float, int] | None = None  # (seconds, batch) of the last cell that ran
     with tempfile.TemporaryDirectory() as tmp:
         if model_path is None:
             echo("sd15: building SD v1.5's architecture with random weights ...")
             model_path = str(write_sd15(Path(tmp)))
-        results = []
         for cell in sd15_cells(dev.type, quick):
+            estimate = last[0] * max(1.0, cell["batch"] / last[1]) if last else 0.0
+            if budget_s is not None and _now() - start + estimate > budget_s:
+                echo(f"sd15: {cell}: not run (about {estimate:.0f} s more would pass the {budget_s:.0f} s budget)")
+                results.append(cell | {"error": f"not run: over the {budget_s:.0f} s budget"})
+                continue
             echo(f"sd15: {cell}")
+            began = _now()
             try:
                 results.append(dpok_round(model_path, **cell))
+                last = (_now() - began, cell["batch"])
             except torch.OutOfMemoryError as exc:  # a cell that does not fit is reported, the others still run
                 results.append(cell | {"error": f"out of memory: {str(exc).splitlines()[0]}"})
                 torch.cuda.empty_cache()
+            _write_sd15(out_dir, stem, dev, results, quick, _now() - start, budget_s)
+    return _write_sd15(out_dir, stem, dev, results, quick, _now() - start, budget_s)
+
+
+def _write_sd15(out_dir: Path, stem: str, dev, results: list[dict], quick: bool, wall: float, budget_s) -> Path:
+    from bench.perf import device_name
+    from bench.results import env_info, write_json, write_text
+
     report = {"device": device_name(dev), "env": env_info(str(dev), 1), "cells": results, "quick": quick,
-              "wall_seconds": time.time() - start}  # fmt: skip
-    stem = f"sd15-{device_name(dev)}-{datetime.date.today().isoformat()}"
+              "budget_s": budget_s, "wall_seconds": wall}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / f"{stem}.json", report)
     lines = [f"# bench perf --sd15 on {report['device']}", "", "SD v1.5 architecture, random weights, 512 px. "
-             f"{report['wall_seconds']:.0f} s in all.", "",
+             f"{report['wall_seconds']:.0f} s in all"
+             + (f" (no cell started past {budget_s:.0f} s)." if budget_s is not None else "."), "",
              "| batch | steps | grad. ckpt | precision | round s | images/s | peak RSS MB | device max MB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for r in results:

@@ -31,6 +31,9 @@ def test_perf_sampling_section_writes_json_and_markdown(capsys, tmp_path, monkey
 def test_perf_refuses_unknown_sections(capsys, tmp_path):
     code, _, err = run_cli(capsys, ["perf", "--sections", "sampling,warp", "--out", str(tmp_path)])
     assert code == 2 and "--sections: unknown warp; known: sampling, round" in err
+    for args in (["--budget-s", "60"], ["--sd15", "--budget-s", "0"]):  # without --sd15, or not a positive time
+        code, _, err = run_cli(capsys, ["perf", *args, "--out", str(tmp_path)])
+        assert code == 2 and "--budget-s: a positive number of seconds, with --sd15" in err
     assert not list(tmp_path.iterdir())
 
 
@@ -64,6 +67,40 @@ def test_the_accelerator_grid_of_perf_sd15_runs_its_cells_code_path_on_cpu(tmp_p
     assert report["cells"] == [{"batch": 1, "steps": 2, "checkpointing": True, "precision": "no",
                                 "error": "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"}]  # fmt: skip
     assert "| 1 | 2 | True | no | out of memory: CUDA out of memory." in path.with_suffix(".md").read_text()
+
+
+def test_perf_sd15_starts_no_cell_past_its_budget_and_writes_after_every_cell(tmp_path, monkeypatch):
+    """The one-shot GPU run: cells whose estimate (the last cell's time, scaled by batch) would pass the budget are
+    reported as not run, and the report on disk holds every finished cell while the next one runs."""
+    from bench import perf_sd
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(perf_sd, "_now", lambda: clock["now"])
+    accelerator_cells = perf_sd.sd15_cells("cuda", quick=False)  # the GPU grid, run here on the CPU's code path
+    monkeypatch.setattr(perf_sd, "sd15_cells", lambda device_type, quick: accelerator_cells)
+    seen = []
+
+    def fake_round(model_path, **cell):
+        written = sorted(tmp_path.glob("sd15-*.json"))
+        seen.append(len(json.loads(written[0].read_text())["cells"]) if written else 0)
+        clock["now"] += {1: 40.0, 4: 100.0, 8: 200.0}[cell["batch"]]
+        return {
+            "batch": cell["batch"],
+            "steps": cell["steps"],
+            "gradient_checkpointing": cell["checkpointing"],
+            "precision": cell["precision"],
+            "phases_s": {"round": 1.0},
+            "images_per_s": 1.0,
+            "peak_rss_mb": 1.0,
+        }
+
+    monkeypatch.setattr(perf_sd, "dpok_round", fake_round)
+    path = perf_sd.run_sd15(tmp_path, "cpu", quick=False, echo=lambda m: None, model_path="unused", budget_s=450)
+    cells = json.loads(path.read_text())["cells"]
+    assert seen == [0, 1, 2]  # each cell found the ones before it on disk
+    assert [c["batch"] for c in cells[:3]] == [1, 4, 8] and all("error" not in c for c in cells[:3])
+    assert len(cells) == 12 and all(c["error"] == "not run: over the 450 s budget" for c in cells[3:])
+    assert "no cell started past 450 s" in path.with_suffix(".md").read_text()
 
 
 def test_quick_leaves_out_the_processes_section_unless_asked_for(capsys, tmp_path, monkeypatch):
