@@ -362,7 +362,7 @@ def perf_cmd(
     from bench.dist import process_state
 
     device = device or str(process_state().device)
-    if budget_s is not None and (not sd15 or budget_s <= 0):
+    if budget_s is not None and (not sd15 or not budget_s > 0 or budget_s == float("inf")):  # NaN fails "> 0"
         raise BenchError("--budget-s: a positive number of seconds, with --sd15")
     if sd15:
         from bench.perf_sd import run_sd15

@@ -166,8 +166,8 @@ def bias_table(grid: Grid, runs: list[Path], labels: dict, out: Path, quick: boo
             cells = []
             for label in bare:
                 part = bias[bias.label == label]
-                runs = [g for _, g in part.groupby("run")]
-                clusters, keys = [g.tv_bias.to_numpy() for g in runs], [list(g.prompt) for g in runs]
+                members = [g for _, g in part.groupby("run")]
+                clusters, keys = [g.tv_bias.to_numpy() for g in members], [list(g.prompt) for g in members]
                 cells.append([*cluster_bootstrap_ci(clusters, n_boot=N_BOOT, seed=0, keys=keys), int(len(part))])
             for k, stat in enumerate(("mean", "lo", "hi", "n")):
                 table[(f"{scorer} tv-bias", split, stat)] = [c[k] for c in cells]

@@ -30,9 +30,9 @@ def markdown(report: dict) -> str:
     env = report["env"]
     m = report.get("workload", {}).get("method", {"samples_per_round": 16, "batch_size": 32})
     full = report.get("recipe", m)  # the 60c05b5 recipe; a quick run measured with its own (halved) workload
-    quick = (
-        f"; --quick: {m['samples_per_round']} samples a round, micro-batch {m['batch_size']}" if report["quick"] else ""
-    )
+    quick = ""  # a report from before "recipe" was kept says nothing here rather than the same figures twice
+    if report["quick"] and "recipe" in report:
+        quick = f"; --quick: {m['samples_per_round']} samples a round, micro-batch {m['batch_size']}"
     lines = [
         f"# bench perf{' (quick)' if report['quick'] else ''}",
         "",

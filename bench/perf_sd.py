@@ -120,8 +120,8 @@ def run_sd15(out_dir: Path, device: str, quick: bool, echo, model_path: str | No
              budget_s: float | None = None) -> Path:  # fmt: skip
     """Write ``sd15-<device>-<date>.json`` and ``.md`` into ``out_dir``, again after every cell, so a run stopped
     from outside keeps the cells it finished. ``budget_s`` (default: none on CPU, ``ACCELERATOR_BUDGET_S``
-    elsewhere): a cell is not started when the time so far plus its estimate (the last cell's time, scaled by batch)
-    would pass it; it is reported as not run."""
+    elsewhere): a cell is not started when the time so far plus its estimate (the last cell's time at its batch, else
+    the last cell's scaled by batch) would pass it; it is reported as not run."""
     from bench.perf import device_name
 
     dev = torch.device(device)
@@ -129,13 +129,15 @@ def run_sd15(out_dir: Path, device: str, quick: bool, echo, model_path: str | No
     start = _now()
     stem = f"sd15-{device_name(dev)}-{datetime.date.today().isoformat()}"
     results: list[dict] = []
+    took: dict[int, float] = {}  # batch -> seconds of the last cell at that batch that ran
     last: tuple[float, int] | None = None  # (seconds, batch) of the last cell that ran
     with tempfile.TemporaryDirectory() as tmp:
         if model_path is None:
             echo("sd15: building SD v1.5's architecture with random weights ...")
             model_path = str(write_sd15(Path(tmp)))
         for cell in sd15_cells(dev.type, quick):
-            estimate = last[0] * max(1.0, cell["batch"] / last[1]) if last else 0.0
+            # the last cell at this batch, else the last cell scaled by batch (sampling and update grow with it)
+            estimate = took.get(cell["batch"], last[0] * cell["batch"] / last[1] if last else 0.0)
             if budget_s is not None and _now() - start + estimate > budget_s:
                 echo(f"sd15: {cell}: not run (about {estimate:.0f} s more would pass the {budget_s:.0f} s budget)")
                 results.append(cell | {"error": f"not run: over the {budget_s:.0f} s budget"})
@@ -145,6 +147,7 @@ def run_sd15(out_dir: Path, device: str, quick: bool, echo, model_path: str | No
             try:
                 results.append(dpok_round(model_path, **cell))
                 last = (_now() - began, cell["batch"])
+                took[cell["batch"]] = last[0]
             except torch.OutOfMemoryError as exc:  # a cell that does not fit is reported, the others still run
                 results.append(cell | {"error": f"out of memory: {str(exc).splitlines()[0]}"})
                 torch.cuda.empty_cache()

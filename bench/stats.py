@@ -41,14 +41,18 @@ def cluster_bootstrap_ci(
     leave out how much the outcome varies from run to run (in a world with a gold measure, one seed's gold change can be
     +0.02 and another's +0.18). One cluster is exactly :func:`bootstrap_ci` (same numbers, same stream).
 
-    ``keys`` (one sequence per cluster) names the evaluation draw of each value, e.g. its (prompt, seed). When every
-    cluster holds the same draws, once each, the design is crossed (every run scored on the same evaluation seeds),
-    and each resample draws the runs, then one set of draws shared by all of them: the images of one seed are alike
-    from run to run, and resampling them run by run would count the evaluation seeds' spread as if each run had its
-    own (three copies of one model would get an interval sqrt(3) narrower than the model's own). Without keys, or
-    when the clusters' draws differ, the images are resampled within each drawn cluster.
+    ``keys`` (one sequence per cluster, as long as it) names the evaluation draw of each value, e.g. its (prompt,
+    seed). Where the clusters share draws (every run of a study is scored on the same evaluation seeds), the design
+    is crossed, and each resample draws the runs, then one set of draws shared by all of them: the images of one
+    seed are alike from run to run, and resampling them run by run would count the evaluation seeds' spread as if
+    each run had its own (three copies of one model would get an interval sqrt(3) narrower than the model's own). A
+    draw that a run lacks (an image left out as NaN) is left out of that run's part of a resample. Resampling runs
+    and draws independently counts their interaction in both stages, so the interval errs wide, as the two-stage
+    one does. Without keys, when a cluster names a draw twice, or when a cluster holds at most half of all the
+    clusters' draws (runs on different prompts), the images are resampled within each drawn cluster.
     """
     keys = list(keys) if keys is not None else None
+    clusters = list(clusters)
     given = keys if keys is not None else [None] * len(clusters)
     kept = [(np.asarray(c, dtype=float), k) for c, k in zip(clusters, given, strict=True) if len(c)]
     clusters = [c for c, _ in kept]
@@ -58,10 +62,11 @@ def cluster_bootstrap_ci(
     picks = rng.integers(0, len(clusters), (n_boot, len(clusters)))
     means = np.empty(n_boot)
     crossed = _crossed(kept) if keys is not None else None
-    if crossed is not None:  # runs x draws, one column per evaluation draw
-        n = crossed.shape[1]
+    if crossed is not None:  # runs x draws, one column per evaluation draw (NaN: a draw the run lacks)
+        n, complete = crossed.shape[1], not np.isnan(crossed).any()
         for b, pick in enumerate(picks):
-            means[b] = crossed[pick][:, rng.integers(0, n, n)].mean()
+            drawn = crossed[pick][:, rng.integers(0, n, n)]
+            means[b] = drawn.mean() if complete else np.nanmean(drawn)
     else:
         for b, pick in enumerate(picks):
             drawn = [clusters[c][rng.integers(0, len(clusters[c]), len(clusters[c]))] for c in pick]
@@ -70,17 +75,25 @@ def cluster_bootstrap_ci(
 
 
 def _crossed(kept: list[tuple[np.ndarray, object]]) -> np.ndarray | None:
-    """The clusters as a runs x draws matrix, columns in the first cluster's key order, when every cluster holds
-    the same keys once each (else None)."""
-    first = [_hashable(k) for k in kept[0][1]]
-    order = {k: i for i, k in enumerate(first)}
-    if len(order) != len(first):
-        return None
-    matrix = np.empty((len(kept), len(first)))
-    for row, (values, keys) in enumerate(kept):
-        cols = [order.get(_hashable(k), -1) for k in keys]
-        if len(cols) != len(first) or len(values) != len(cols) or -1 in cols or len(set(cols)) != len(cols):
+    """The clusters as a runs x draws matrix over every draw any of them holds (first seen, first column; NaN where
+    a run lacks one), or None when a cluster names a draw twice or holds at most half of all the draws.
+
+    Raises:
+        ValueError: a cluster's keys are not as many as its values (a caller's bug, not a design to fall back on).
+    """
+    order: dict = {}
+    rows = []
+    for values, keys in kept:
+        names = [_hashable(k) for k in keys]
+        if len(names) != len(values):
+            raise ValueError(f"cluster_bootstrap_ci: {len(values)} values but {len(names)} keys")
+        if len(set(names)) != len(names):
             return None
+        rows.append([order.setdefault(k, len(order)) for k in names])
+    if min(len(r) for r in rows) * 2 <= len(order):  # runs on (mostly) different draws are not crossed
+        return None
+    matrix = np.full((len(kept), len(order)), np.nan)
+    for row, ((values, _), cols) in enumerate(zip(kept, rows, strict=True)):
         matrix[row, cols] = values
     return matrix
 

@@ -665,10 +665,10 @@ def run_grid(grid: Grid, echo=print, executor: str = "local", jobs: int | None =
     count = {name: sum(current == name for _, current in states) for name in STATES}
     held = f", {count['running']} run by another sweep now" if count["running"] else ""
     resumed = count["partial"] + count["trained"]  # trained: only its evaluation is left
-    echo(
-        f"{grid.name}: {count['done']} of {len(states)} cells done{held}; running {len(todo)}"
-        + (f" ({resumed} resumed from their checkpoint or evaluation)" if resumed else "")
-    )
+    notes = [f"{resumed} resumed from their checkpoint or evaluation"] if resumed else []
+    notes += [f"{count['failed']} failed before, retried from their state"] if count["failed"] else []
+    echo(f"{grid.name}: {count['done']} of {len(states)} cells done{held}; running {len(todo)}"
+         + (f" ({'; '.join(notes)})" if notes else ""))  # fmt: skip
     if not todo:
         return
     run = {"local": _run_local, "slurm": _run_slurm, "ray": _run_ray}[executor]

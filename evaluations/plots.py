@@ -129,7 +129,8 @@ def saturation_points(evals: pd.DataFrame, scorer: str, n_boot: int = 500) -> pd
     rows = []
     part = evals[(evals.scorer == scorer) & evals.value.notna()]
     for (label, step), cell in part.groupby(["label", "step"]):
-        runs = [r for _, r in cell.groupby("run")]
+        # the pretrained row is one model (load_eval keeps each of its images once), as in build_table
+        runs = [cell] if label.startswith(PRETRAINED) else [r for _, r in cell.groupby("run")]
         keys = [list(zip(r.split, r.prompt, r.seed, strict=True)) for r in runs]
         mean, lo, hi = cluster_bootstrap_ci([r.value.to_numpy() for r in runs], n_boot=n_boot, seed=0, keys=keys)
         rows.append({"label": label, "step": int(step), "mean": mean, "lo": lo, "hi": hi, "runs": len(runs)})
@@ -150,7 +151,8 @@ def plot_saturation(evals: pd.DataFrame, path: Path) -> Path | None:
         mine = points[points.label == label].sort_values("step")
         shift = (i - (len(order) - 1) / 2) * 0.3 / max(1, len(order) - 1)  # dodge, as seaborn's pointplot
         x = [steps.index(s) + shift for s in mine.step]
-        yerr = [mine["mean"] - mine.lo, mine.hi - mine["mean"]]
+        # clipped at 0: a constant cell's bootstrap means may round an ulp past the reported mean
+        yerr = [(mine["mean"] - mine.lo).clip(lower=0), (mine.hi - mine["mean"]).clip(lower=0)]
         ax.errorbar(x, mine["mean"], yerr=yerr, fmt="-o", capsize=3, color=colours[i], label=label)
     ax.set_xticks(range(len(steps)), [str(s) for s in steps])
     ax.set(xlabel="step", ylabel=f"mean {measures[0]}", title=f"{measures[0]} (step 0 = pretrained)")

@@ -98,12 +98,12 @@ def build_change_table(
 ) -> pd.DataFrame:
     """Change over the pretrained model, one row per run and one pooled row per label: the table of a seed study.
 
-        A run's cell is the paired change (its final LoRA minus the pretrained model on the same prompt and evaluation
-        seed) with a bootstrap interval over those pairs. Each run is paired with its own step-0 rows, so runs trained
-        on different prompts are each compared with the pretrained model on their own prompts. A label's pooled row
-        (``label [N runs]``) resamples runs, then the (prompt, seed) pairs, one draw shared by the drawn runs where they
-    were scored on the same pairs (``cluster_bootstrap_ci``). Rows are
-        ``label seed S``, sorted by seed, then the pooled row; columns as in ``build_table``.
+    A run's cell is the paired change (its final LoRA minus the pretrained model on the same prompt and evaluation
+    seed) with a bootstrap interval over those pairs. Each run is paired with its own step-0 rows, so runs trained
+    on different prompts are each compared with the pretrained model on their own prompts. A label's pooled row
+    (``label [N runs]``) resamples runs, then the (prompt, seed) pairs, one draw shared by the drawn runs where they
+    were scored on the same pairs (``cluster_bootstrap_ci``). Rows are ``label seed S``, sorted by seed, then the
+    pooled row; columns as in ``build_table``.
     """
     runs = sorted_runs(run_dirs)
     configs = read_configs(runs)

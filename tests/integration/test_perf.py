@@ -31,7 +31,7 @@ def test_perf_sampling_section_writes_json_and_markdown(capsys, tmp_path, monkey
 def test_perf_refuses_unknown_sections(capsys, tmp_path):
     code, _, err = run_cli(capsys, ["perf", "--sections", "sampling,warp", "--out", str(tmp_path)])
     assert code == 2 and "--sections: unknown warp; known: sampling, round" in err
-    for args in (["--budget-s", "60"], ["--sd15", "--budget-s", "0"]):  # without --sd15, or not a positive time
+    for args in (["--budget-s", "60"], ["--sd15", "--budget-s", "0"], ["--sd15", "--budget-s", "nan"]):
         code, _, err = run_cli(capsys, ["perf", *args, "--out", str(tmp_path)])
         assert code == 2 and "--budget-s: a positive number of seconds, with --sd15" in err
     assert not list(tmp_path.iterdir())
@@ -70,8 +70,9 @@ def test_the_accelerator_grid_of_perf_sd15_runs_its_cells_code_path_on_cpu(tmp_p
 
 
 def test_perf_sd15_starts_no_cell_past_its_budget_and_writes_after_every_cell(tmp_path, monkeypatch):
-    """The one-shot GPU run: cells whose estimate (the last cell's time, scaled by batch) would pass the budget are
-    reported as not run, and the report on disk holds every finished cell while the next one runs."""
+    """The one-shot GPU run: a cell whose estimate (the last time at its batch, else the last cell's scaled by
+    batch) would pass the budget is reported as not run, and the report on disk holds every finished cell while the
+    next one runs."""
     from bench import perf_sd
 
     clock = {"now": 0.0}
@@ -97,9 +98,13 @@ def test_perf_sd15_starts_no_cell_past_its_budget_and_writes_after_every_cell(tm
     monkeypatch.setattr(perf_sd, "dpok_round", fake_round)
     path = perf_sd.run_sd15(tmp_path, "cpu", quick=False, echo=lambda m: None, model_path="unused", budget_s=450)
     cells = json.loads(path.read_text())["cells"]
-    assert seen == [0, 1, 2]  # each cell found the ones before it on disk
-    assert [c["batch"] for c in cells[:3]] == [1, 4, 8] and all("error" not in c for c in cells[:3])
-    assert len(cells) == 12 and all(c["error"] == "not run: over the 450 s budget" for c in cells[3:])
+    assert seen == [0, 1, 2, 3, 4]  # each cell found the ones before it on disk
+    # estimates: a batch's own last time, else the last cell's scaled by batch (b4 after b1: 160 s; b8 after b4: 200)
+    ran = [i for i, c in enumerate(cells) if "error" not in c]
+    assert ran == [0, 1, 2, 3, 6] and [cells[i]["batch"] for i in ran] == [1, 4, 8, 1, 1]  # t = 40 ... 420 s
+    assert len(cells) == 12 and all(
+        cells[i]["error"] == "not run: over the 450 s budget" for i in set(range(12)) - set(ran)
+    )
     assert "no cell started past 450 s" in path.with_suffix(".md").read_text()
 
 

@@ -73,7 +73,8 @@ def test_pooled_seeds_widen_the_interval_by_their_spread():
 def test_runs_scored_on_the_same_seeds_share_one_draw_of_them():
     """Three copies of one model, scored on the same 256 evaluation seeds: pooled, they know no more than one copy,
     so their interval is the model's own width (a draw of images per run would shrink it by about sqrt(3)). The
-    keys may come in any order per run; runs scored on different seeds fall back to a draw per run."""
+    keys may come in any order per run; a run that lost an image stays crossed; runs scored on other draws fall back to
+    a draw per run."""
     rng = np.random.default_rng(2)
     values, keys = rng.normal(0.5, 0.2, 256), [("a square", s) for s in range(256)]
     _, one_lo, one_hi = bootstrap_ci(values)
@@ -84,8 +85,16 @@ def test_runs_scored_on_the_same_seeds_share_one_draw_of_them():
     assert mean == pytest.approx(values.mean(), abs=1e-12)
     assert (hi - lo) / (one_hi - one_lo) == pytest.approx(1.0, abs=0.1)
     assert (flat_hi - flat_lo) / (one_hi - one_lo) == pytest.approx(1 / np.sqrt(3), abs=0.1)
-    other = [keys, keys, [("a square", s + 1) for s in range(256)]]
+    # a copy that lost one image (NaN, left out) is still crossed with the others, the missing draw left out of it
+    _, lo_gap, hi_gap = cluster_bootstrap_ci([values, values, values[1:]], keys=[keys, keys, keys[1:]])
+    assert (hi_gap - lo_gap) / (one_hi - one_lo) == pytest.approx(1.0, abs=0.1)
+    # runs on other draws (another prompt), or a run naming a draw twice: resampled within each run, as without keys
+    other = [keys, keys, [("a circle", s) for s in range(256)]]
     assert cluster_bootstrap_ci(copies, keys=other) == (mean, flat_lo, flat_hi)
+    twice = [keys, keys, keys[:-1] + keys[:1]]
+    assert cluster_bootstrap_ci(copies, keys=twice) == (mean, flat_lo, flat_hi)
+    with pytest.raises(ValueError, match="256 values but 255 keys"):
+        cluster_bootstrap_ci(copies, keys=[keys, keys, keys[1:]])
     assert cluster_bootstrap_ci([values], keys=[keys]) == bootstrap_ci(values)
 
 
