@@ -32,7 +32,15 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.evaluations.bias import bias_from_eval
-from bench.evaluations.runs import EVAL_COLUMNS, PRETRAINED, label_scorers, load_eval, load_training, update_rounds
+from bench.evaluations.runs import (
+    EVAL_COLUMNS,
+    PRETRAINED,
+    label_scorers,
+    load_eval,
+    load_training,
+    run_clusters,
+    update_rounds,
+)
 from bench.evaluations.tables import STATS, build_table, to_csv, to_latex, to_markdown
 from bench.stats import cluster_bootstrap_ci
 from bench.sweep import (
@@ -166,8 +174,7 @@ def bias_table(grid: Grid, runs: list[Path], labels: dict, out: Path, quick: boo
             cells = []
             for label in bare:
                 part = bias[bias.label == label]
-                members = [g for _, g in part.groupby("run")]
-                clusters, keys = [g.tv_bias.to_numpy() for g in members], [list(g.prompt) for g in members]
+                clusters, keys = run_clusters([g for _, g in part.groupby("run")], "tv_bias", ("prompt",))
                 cells.append([*cluster_bootstrap_ci(clusters, n_boot=N_BOOT, seed=0, keys=keys), int(len(part))])
             for k, stat in enumerate(("mean", "lo", "hi", "n")):
                 table[(f"{scorer} tv-bias", split, stat)] = [c[k] for c in cells]
@@ -231,11 +238,7 @@ def snapshot_table(runs: list[Path], labels: dict, scorers: list[str] | None, sp
     for clusters in groups.values():
         row = []
         for sc in scorers:
-            parts = clusters.get(sc, [])  # one frame per run; runs scored on the same (prompt, seed) are crossed
-            values, keys = (
-                [r.value.to_numpy() for r in parts],
-                [list(zip(r.prompt, r.seed, strict=True)) for r in parts],
-            )
+            values, keys = run_clusters(clusters.get(sc, []))  # one frame per run
             row += [*cluster_bootstrap_ci(values, n_boot=N_BOOT, seed=0, keys=keys), sum(len(v) for v in values)]
         rows.append(row)
     table = pd.DataFrame(rows, index=pd.Index(list(groups), name="method"), columns=columns)

@@ -51,9 +51,8 @@ def cluster_bootstrap_ci(
     one does. Without keys, when a cluster names a draw twice, or when a cluster holds at most half of all the
     clusters' draws (runs on different prompts), the images are resampled within each drawn cluster.
     """
-    keys = list(keys) if keys is not None else None
     clusters = list(clusters)
-    given = keys if keys is not None else [None] * len(clusters)
+    given = list(keys) if keys is not None else [None] * len(clusters)
     kept = [(np.asarray(c, dtype=float), k) for c, k in zip(clusters, given, strict=True) if len(c)]
     clusters = [c for c, _ in kept]
     if len(clusters) <= 1:

@@ -41,6 +41,7 @@ from bench.evaluations.runs import (  # noqa: E402
     read_config,
     read_configs,
     role_scorers,
+    run_clusters,
     run_labels,
     sorted_runs,
     update_rounds,
@@ -131,8 +132,8 @@ def saturation_points(evals: pd.DataFrame, scorer: str, n_boot: int = 500) -> pd
     for (label, step), cell in part.groupby(["label", "step"]):
         # the pretrained row is one model (load_eval keeps each of its images once), as in build_table
         runs = [cell] if label.startswith(PRETRAINED) else [r for _, r in cell.groupby("run")]
-        keys = [list(zip(r.split, r.prompt, r.seed, strict=True)) for r in runs]
-        mean, lo, hi = cluster_bootstrap_ci([r.value.to_numpy() for r in runs], n_boot=n_boot, seed=0, keys=keys)
+        values, keys = run_clusters(runs, draw=("split", "prompt", "seed"))
+        mean, lo, hi = cluster_bootstrap_ci(values, n_boot=n_boot, seed=0, keys=keys)
         rows.append({"label": label, "step": int(step), "mean": mean, "lo": lo, "hi": hi, "runs": len(runs)})
     return pd.DataFrame(rows, columns=["label", "step", "mean", "lo", "hi", "runs"])
 

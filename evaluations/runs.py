@@ -182,6 +182,14 @@ def paired_steps(part: pd.DataFrame, final: int | None = None) -> pd.DataFrame:
     return pd.concat([base.rename("base"), tuned.rename("tuned")], axis=1).dropna()
 
 
+def run_clusters(frames: Sequence[pd.DataFrame], value: str = "value", draw: Sequence[str] = ("prompt", "seed")):
+    """Per run's frame: its values and the evaluation draw (the ``draw`` columns) of each, the clusters and keys
+    ``bench.stats.cluster_bootstrap_ci`` takes (runs scored on the same draws are crossed)."""
+    values = [f[value].to_numpy() for f in frames]
+    keys = [list(zip(*(f[c] for c in draw), strict=True)) for f in frames]
+    return values, keys
+
+
 def load_training(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """All train.jsonl rows with ``run`` and ``label``; ``reward`` falls back to ``data_reward`` (offline methods)."""
     runs = sorted_runs(run_dirs)

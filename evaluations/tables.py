@@ -27,6 +27,7 @@ from bench.evaluations.runs import (
     load_eval,
     paired_steps,
     read_configs,
+    run_clusters,
     run_labels,
     sorted_runs,
 )
@@ -64,12 +65,10 @@ def build_table(
     splits = list(splits) if splits else sorted(set(df.split))
     df = df[df.scorer.isin(scorers) & df.split.isin(splits) & df.value.notna()]
     labels = sorted(set(df.label), key=lambda s: (not s.startswith(PRETRAINED), s))
-    groups = {}  # (label, scorer, split) -> one array per training run; the pretrained row is one model, one array
-    draws = {}  # the same key -> each run's (prompt, seed) per value: runs scored on the same seeds are crossed
+    groups = {}  # (label, scorer, split) -> (values, draws), one of each per training run; pretrained: one model
     for key, part in df.groupby(["label", "scorer", "split"], sort=False):
         runs = [part] if key[0].startswith(PRETRAINED) else [r for _, r in part.groupby("run")]
-        groups[key] = [r.value.to_numpy() for r in runs]
-        draws[key] = [list(zip(r.prompt, r.seed, strict=True)) for r in runs]
+        groups[key] = run_clusters(runs)
     columns = pd.MultiIndex.from_tuples(
         [(sc, sp, st) for sc in scorers for sp in splits for st in STATS], names=["scorer", "split", "stat"]
     )
@@ -78,7 +77,7 @@ def build_table(
         row = []
         for sc in scorers:
             for sp in splits:
-                clusters, keys = groups.get((label, sc, sp), []), draws.get((label, sc, sp))
+                clusters, keys = groups.get((label, sc, sp), ([], None))
                 ci = cluster_bootstrap_ci(clusters, n_boot=n_boot, seed=seed, keys=keys)
                 row += [*ci, sum(len(c) for c in clusters)]
         rows.append(row)
