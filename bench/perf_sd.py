@@ -130,14 +130,15 @@ def run_sd15(out_dir: Path, device: str, quick: bool, echo, model_path: str | No
     stem = f"sd15-{device_name(dev)}-{datetime.date.today().isoformat()}"
     results: list[dict] = []
     took: dict[int, float] = {}  # batch -> seconds of the last cell at that batch that ran
-    last: tuple[float, int] | None = None  # (seconds, batch) of the last cell that ran
+    last_batch: int | None = None  # the batch of the last cell that ran
     with tempfile.TemporaryDirectory() as tmp:
         if model_path is None:
             echo("sd15: building SD v1.5's architecture with random weights ...")
             model_path = str(write_sd15(Path(tmp)))
         for cell in sd15_cells(dev.type, quick):
             # the last cell at this batch, else the last cell scaled by batch (sampling and update grow with it)
-            estimate = took.get(cell["batch"], last[0] * cell["batch"] / last[1] if last else 0.0)
+            scaled = took[last_batch] * cell["batch"] / last_batch if last_batch else 0.0
+            estimate = took.get(cell["batch"], scaled)
             if budget_s is not None and _now() - start + estimate > budget_s:
                 echo(f"sd15: {cell}: not run (about {estimate:.0f} s more would pass the {budget_s:.0f} s budget)")
                 results.append(cell | {"error": f"not run: over the {budget_s:.0f} s budget"})
@@ -146,8 +147,7 @@ def run_sd15(out_dir: Path, device: str, quick: bool, echo, model_path: str | No
             began = _now()
             try:
                 results.append(dpok_round(model_path, **cell))
-                last = (_now() - began, cell["batch"])
-                took[cell["batch"]] = last[0]
+                took[cell["batch"]], last_batch = _now() - began, cell["batch"]
             except torch.OutOfMemoryError as exc:  # a cell that does not fit is reported, the others still run
                 results.append(cell | {"error": f"out of memory: {str(exc).splitlines()[0]}"})
                 torch.cuda.empty_cache()

@@ -650,9 +650,12 @@ def check_executor(executor: str) -> None:
         raise BenchError(f"--executor: unknown {executor!r}; known: {', '.join(EXECUTORS)}")
 
 
-def pending(grid: Grid) -> list[Cell]:
-    """The cells a sweep would run now: neither done nor held by a live process."""
-    return [c for c in cells(grid) if state(c, grid) not in ("done", "running")]
+def pending(grid: Grid, states: list[tuple[Cell, str]] | None = None) -> list[Cell]:
+    """The cells a sweep would run now: neither done nor held by a live process (``states``: from ``cell_states``,
+    when the caller has them already)."""
+    return [
+        c for c, current in (states if states is not None else cell_states(grid)) if current not in ("done", "running")
+    ]
 
 
 def run_grid(grid: Grid, echo=print, executor: str = "local", jobs: int | None = None, **engine) -> None:
@@ -661,7 +664,7 @@ def run_grid(grid: Grid, echo=print, executor: str = "local", jobs: int | None =
     SIGTERM stops the sweep as Ctrl-C does: nothing new starts, running commands checkpoint first."""
     check_executor(executor)
     states = cell_states(grid)
-    todo = [c for c, current in states if current not in ("done", "running")]
+    todo = pending(grid, states)
     count = {name: sum(current == name for _, current in states) for name in STATES}
     held = f", {count['running']} run by another sweep now" if count["running"] else ""
     resumed = count["partial"] + count["trained"]  # trained: only its evaluation is left
