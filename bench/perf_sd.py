@@ -118,16 +118,18 @@ ACCELERATOR_BUDGET_S = 450.0
 
 def run_sd15(out_dir: Path, device: str, quick: bool, echo, model_path: str | None = None,
              budget_s: float | None = None) -> Path:  # fmt: skip
-    """Write ``sd15-<device>-<date>.json`` and ``.md`` into ``out_dir``, again after every cell, so a run stopped
-    from outside keeps the cells it finished. ``budget_s`` (default: none on CPU, ``ACCELERATOR_BUDGET_S``
-    elsewhere): a cell is not started when the time so far plus its estimate (the last cell's time at its batch, else
-    the last cell's scaled by batch) would pass it; it is reported as not run."""
+    """Write ``sd15-<device>-<date>.json`` (on an accelerator ``gpu-<device>-sd15-<date>.json``) and ``.md`` into
+    ``out_dir``, again after every cell, so a run stopped from outside keeps the cells it finished. ``budget_s``
+    (default: none on CPU, ``ACCELERATOR_BUDGET_S`` elsewhere): a cell is not started when the time so far plus its
+    estimate (the last cell's time at its batch, else the last cell's scaled by batch) would pass it; it is reported
+    as not run."""
     from bench.perf import device_name
 
     dev = torch.device(device)
     budget_s = budget_s if budget_s is not None else (None if dev.type == "cpu" else ACCELERATOR_BUDGET_S)
     start = _now()
-    stem = f"sd15-{device_name(dev)}-{datetime.date.today().isoformat()}"
+    today = datetime.date.today().isoformat()
+    stem = f"sd15-{device_name(dev)}-{today}" if dev.type == "cpu" else f"gpu-{device_name(dev)}-sd15-{today}"
     results: list[dict] = []
     took: dict[int, float] = {}  # batch -> seconds of the last cell at that batch that ran
     last_batch: int | None = None  # the batch of the last cell that ran

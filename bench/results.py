@@ -87,13 +87,14 @@ def replace_dir(target: str | Path, write: Callable[[Path], None]) -> None:
 
 
 def _git_hash() -> str | None:
+    """The checkout's commit; for an installed copy outside any checkout (scripts/gpu_perf.sh), $DPOK_BENCH_COMMIT."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+        out = None
+    return (out.stdout.strip() if out else "") or os.environ.get("DPOK_BENCH_COMMIT") or None
 
 
 def _torch_threads() -> int | None:

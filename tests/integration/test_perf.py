@@ -73,16 +73,15 @@ def test_perf_sd15_starts_no_cell_past_its_budget_and_writes_after_every_cell(tm
     """The one-shot GPU run: a cell whose estimate (the last time at its batch, else the last cell's scaled by
     batch) would pass the budget is reported as not run, and the report on disk holds every finished cell while the
     next one runs."""
-    from bench import perf_sd
+    from bench import perf, perf_sd
 
     clock = {"now": 0.0}
     monkeypatch.setattr(perf_sd, "_now", lambda: clock["now"])
-    accelerator_cells = perf_sd.sd15_cells("cuda", quick=False)  # the GPU grid, run here on the CPU's code path
-    monkeypatch.setattr(perf_sd, "sd15_cells", lambda device_type, quick: accelerator_cells)
+    monkeypatch.setattr(perf, "device_name", lambda dev: "fake-gpu-80gb")  # the GPU grid, on no GPU
     seen = []
 
     def fake_round(model_path, **cell):
-        written = sorted(tmp_path.glob("sd15-*.json"))
+        written = sorted(tmp_path.glob("gpu-fake-gpu-80gb-sd15-*.json"))
         seen.append(len(json.loads(written[0].read_text())["cells"]) if written else 0)
         clock["now"] += {1: 40.0, 4: 100.0, 8: 200.0}[cell["batch"]]
         return {
@@ -96,8 +95,11 @@ def test_perf_sd15_starts_no_cell_past_its_budget_and_writes_after_every_cell(tm
         }
 
     monkeypatch.setattr(perf_sd, "dpok_round", fake_round)
-    path = perf_sd.run_sd15(tmp_path, "cpu", quick=False, echo=lambda m: None, model_path="unused", budget_s=450)
-    cells = json.loads(path.read_text())["cells"]
+    path = perf_sd.run_sd15(tmp_path, "cuda", quick=False, echo=lambda m: None, model_path="unused")  # 450 s default
+    assert path.name.startswith("gpu-fake-gpu-80gb-sd15-")
+    report = json.loads(path.read_text())
+    cells = report["cells"]
+    assert report["device"] == "fake-gpu-80gb" and report["budget_s"] == 450
     assert seen == [0, 1, 2, 3, 4]  # each cell found the ones before it on disk
     # estimates: a batch's own last time, else the last cell's scaled by batch (b4 after b1: 160 s; b8 after b4: 200)
     ran = [i for i, c in enumerate(cells) if "error" not in c]
@@ -124,3 +126,32 @@ def test_quick_leaves_out_the_processes_section_unless_asked_for(capsys, tmp_pat
     assert chosen == [(True, ("sampling", "round", "memory", "scaling", "options")),
                       (False, ("sampling", "round", "memory", "scaling", "options", "processes")),
                       (True, ("processes",))]  # fmt: skip
+
+
+def test_an_installed_copy_outside_a_checkout_takes_its_commit_from_the_environment(monkeypatch):
+    """scripts/gpu_perf.sh installs the project into a site folder, where git finds no checkout."""
+    import subprocess
+
+    from bench import results
+
+    def no_repo(*args, **kwargs):
+        return subprocess.CompletedProcess(args, 128, stdout="", stderr="fatal: not a git repository")
+
+    monkeypatch.setattr(results.subprocess, "run", no_repo)
+    monkeypatch.setenv("DPOK_BENCH_COMMIT", "0123abc")
+    assert results.env_info("cuda", 1)["git"] == "0123abc"
+    monkeypatch.delenv("DPOK_BENCH_COMMIT")
+    assert results.env_info("cuda", 1)["git"] is None
+
+
+def test_gpu_perf_script_says_what_it_needs(tmp_path):
+    """The one-shot GPU script refuses a wrong verb and a run without its wheels, before installing anything."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu_perf.sh"
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage: scripts/gpu_perf.sh fetch" in usage.stderr
+    env = {"PATH": "/usr/bin:/bin", "WHL": str(tmp_path / "none"), "SITE": str(tmp_path / "site")}
+    missing = subprocess.run(["bash", str(script), "run"], capture_output=True, text=True, env=env)
+    assert missing.returncode == 2 and "no wheels in" in missing.stderr and not (tmp_path / "site").exists()
