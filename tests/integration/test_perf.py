@@ -38,8 +38,9 @@ def test_perf_refuses_unknown_sections(capsys, tmp_path):
 
 
 def test_the_accelerator_grid_of_perf_sd15_runs_its_cells_code_path_on_cpu(tmp_path, tiny_sd, monkeypatch):
-    """What `bench perf --sd15 --device cuda` runs, checked here without a GPU: its grid, a bf16 cell without
-    gradient checkpointing through the real trainer (a tiny SD), and the report with a cell that ran out of memory."""
+    """What `bench perf --sd15 --device cuda` runs, checked here without a GPU: its grid, bf16 and fp16 cells
+    without gradient checkpointing through the real trainer (a tiny SD; accelerate autocasts both on CPU), and the
+    report with a cell that ran out of memory."""
     import torch
 
     from bench import perf_sd
@@ -53,7 +54,7 @@ def test_the_accelerator_grid_of_perf_sd15_runs_its_cells_code_path_on_cpu(tmp_p
     from accelerate import Accelerator
 
     Accelerator(cpu=True)  # a state at fp32 already in this process, as after the grid's first cells
-    for precision in ("bf16", "no"):  # one process, two precisions: accelerate alone would refuse the second
+    for precision in ("bf16", "fp16", "no"):  # one process, three precisions: accelerate alone refuses a second
         cell = perf_sd.dpok_round(str(tiny_sd), batch=2, steps=3, checkpointing=False, precision=precision, rounds=2)
         assert cell["images_per_s"] > 0 and cell["phases_s"]["update"] > 0 and cell["precision"] == precision
     Accelerator(cpu=True)  # and the state is left clean for what runs next
