@@ -20,10 +20,19 @@ import yaml
 from bench.errors import BenchError
 
 
-def param(default: Any, help: str, *, ge=None, gt=None, le=None, lt=None, choices=None) -> Any:
-    """A dataclass field with help text and an allowed range, checked by :func:`validate`."""
-    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+def param(default: Any, help: str, *, ge=None, gt=None, le=None, lt=None, choices=None, before=None) -> Any:
+    """A dataclass field with help text and an allowed range, checked by :func:`validate`. ``before``: for a
+    setting added after runs were made without it, the value that reproduces them; a stored run config that lacks
+    the setting (``bench run --resume``) gets it instead of the default (:func:`stored_values`)."""
+    meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "before": before}
     return field(default=default, metadata=meta)
+
+
+def stored_values(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` of a config written by an earlier version, completed with each missing setting's ``before``."""
+    missing = {f.name: f.metadata["before"] for f in dataclasses.fields(cls)
+               if f.name not in values and f.metadata.get("before") is not None}  # fmt: skip
+    return {**values, **missing}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 from pathlib import Path
 
-from bench.config import RunConfig, build, parse_set, read_yaml, set_dotted
+from bench.config import RunConfig, build, parse_set, read_yaml, set_dotted, stored_values
 from bench.errors import BenchError
 from bench.registry import METHODS
 
@@ -138,7 +138,8 @@ def config_from_run(run_dir) -> tuple[RunConfig, type, str]:
     if not model_path or not isinstance(hp_values, dict):
         raise BenchError(f"{run_dir / 'config.yaml'} is not a run config written by bench run")
     method_cls = METHODS.get(str(tree.get("method")))
-    config = dataclasses.replace(build(RunConfig, tree), hparams=build(method_cls.Config, hp_values))
+    hparams = build(method_cls.Config, stored_values(method_cls.Config, hp_values))  # as the run was made
+    config = dataclasses.replace(build(RunConfig, tree), hparams=hparams)
     from bench.models import resolve_model
 
     model_path = resolve_model(model_path)  # the folder the run started from

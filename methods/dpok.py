@@ -12,7 +12,8 @@ One round (Algorithm 1 with App. A.5 and A.6, in the official code's order):
     1. roll out m = ``samples_per_round`` trajectories with the current policy (DDIM, eta > 0, guidance) and
        score x_0 with the reward; every step's log-probability and the reference's prediction are kept;
     2. push each transition (x_t, x_{t-1}, t, log p_old, r, z) into a FIFO buffer of ``buffer_size``;
-    3. fit the value baseline V(x_t, t, z) to r by MSE: ``value_steps`` steps of ``value_batch_size`` (A.5);
+    3. fit the value baseline V(x_t, t, z) to r by MSE on ``value_steps`` batches of ``value_batch_size``, their
+       mean loss in one AdamW step (A.5; official code);
     4. ``updates_per_round`` optimiser steps, each over ``batch_size`` x ``grad_accum`` buffer transitions, on
            loss = mean( -alpha * (r - V) / s * clamp(p_theta / p_old, 1 - eps, 1 + eps) + beta * KL_t )   (A.6)
        with the gradient norm clipped at ``grad_clip``; s = 1 (the paper's) unless ``advantage_scale`` (departure 11).
@@ -42,7 +43,8 @@ Departures from the official code:
         ``advantage_scale=prompt_std`` divides each advantage by its prompt's running reward std (DDPO's per-prompt
         normalisation, Black et al. 2023, arXiv 2305.13301), so that prompts trained together weigh the same; the
         std is floored at a tenth of the median over prompts (DDPO adds 1e-6 to it and subtracts the mean, which is
-        0/0-safe; with a learned V a constant-reward prompt would divide V's error by ~0).
+        0/0-safe; with a learned V a constant-reward prompt would divide V's error by ~0). As in DDPO, a prompt with
+        fewer than ``stat_min_count`` (16) rewards so far takes the round's pooled mean and std instead of its own.
     12. ``min_std`` (default 0: every stochastic step, as the official code) leaves the steps whose sampling std
         sigma_t is at most it out of the buffer and the loss; they are still sampled. With the mean log-prob, a step's
         gradient scales with c_t / sigma_t (c_t = d mu / d eps), so a near-deterministic step can carry most of the
@@ -56,6 +58,10 @@ Departures from the official code:
         in two CPU threads), weighted by size: the same mean. Transitions, loss and gradient equal the
         recomputing path's up to float rounding (tests/integration/test_on_policy_graph.py); memory grows with
         samples x steps. The official code always recomputes; ``on_policy_graph=off`` does too.
+    14. ``value_update=steps`` takes one AdamW step of V per value batch (5 per round, each on 256 transitions)
+        instead of the official one step on their mean loss, and ``value_weight_decay=0`` drops AdamW's default
+        0.01; the shapes world's settings (bench/shapes/settings/dpok.yaml) choose both, as every shapes result
+        committed before 2026-12-07 ran them. The defaults are the official code's.
 """
 
 from __future__ import annotations
@@ -88,9 +94,23 @@ class DPOKConfig(OptimConfig):
     advantage_scale: str = param(
         "none", "divide advantages by 1 or by the prompt's running reward std", choices=("none", "prompt_std")
     )
-    value_steps: int = param(5, "MSE steps of V before each round's policy steps (--v_step 5)", ge=0)
-    value_batch_size: int = param(256, "transitions per value step (official: 256)", ge=1)
+    value_steps: int = param(5, "MSE batches of V before each round's policy steps (--v_step 5)", ge=0)
+    value_batch_size: int = param(256, "transitions per value batch (official: 256)", ge=1)
     value_lr: float = param(1e-4, "AdamW learning rate of V (official: 1e-4)", gt=0.0)
+    value_update: str = param(
+        "accumulate",
+        "accumulate: one optimiser step of V on the value_steps batches' mean loss (official); steps: one per batch",
+        choices=("accumulate", "steps"),
+        before="steps",
+    )
+    value_weight_decay: float = param(0.01, "AdamW weight decay of V (official: AdamW's default)", ge=0.0, before=0.0)
+    stat_min_count: int = param(
+        16,
+        "advantage_scale and baseline=mean: a prompt's own running statistics once it has this many rewards, the "
+        "round's pooled ones before that (DDPO's min_count 16)",
+        ge=1,
+        before=1,
+    )
     min_std: float = param(
         0.0, "steps whose sampling std sigma_t is at most this are not trained (0: every stochastic step)", ge=0.0
     )
@@ -154,7 +174,9 @@ class DPOK(Method):
     def setup(self, ctx) -> None:
         if self.hp.baseline == "value":
             self.value = ValueNetwork(ctx.policy.latent_numel, ctx.policy.text_dim).to(ctx.device)
-            self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=self.hp.value_lr, weight_decay=0.0)
+            self.value_opt = torch.optim.AdamW(
+                self.value.parameters(), lr=self.hp.value_lr, weight_decay=self.hp.value_weight_decay
+            )
             self.value, self.value_opt = ctx.accelerator.prepare(self.value, self.value_opt)
 
     def _keeps_graph(self, ctx) -> bool:
@@ -178,9 +200,11 @@ class DPOK(Method):
         sample = transitions.pop("sample")
         transitions["reward"] = rewards[sample]
         transitions["prompt_id"] = torch.as_tensor(prompt_ids)[sample]
-        # running per-prompt statistics over the whole round (all processes), so 2 x 8 samples scale as 1 x 16 do
+        # running per-prompt statistics over the whole round (all processes), so 2 x 8 samples scale as 1 x 16 do;
+        # a prompt with fewer than stat_min_count rewards so far takes the round's pooled ones (DDPO's tracker)
         first, n = ctx.process * len(prompt_ids), len(prompt_ids)
-        mean, std = (v[first : first + n] for v in self._prompt_stats(*ctx.gather_round(prompt_ids, rewards)))
+        mean, std = self._round_stats(*ctx.gather_round(prompt_ids, rewards))
+        mean, std = mean[first : first + n], std[first : first + n]
         transitions["baseline"] = (mean if hp.baseline == "mean" else torch.zeros_like(mean))[sample]
         scale = std.clamp(min=self._std_floor()) if hp.advantage_scale == "prompt_std" else torch.ones_like(std)
         transitions["scale"] = scale[sample]
@@ -199,8 +223,20 @@ class DPOK(Method):
         with phase("value"):
             return {"value_loss": self._fit_value(ctx)}
 
-    def _prompt_stats(self, prompt_ids, rewards) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each sample's prompt's running reward mean and std over every round so far, this one included (Welford)."""
+    def _round_stats(self, prompt_ids, rewards) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each sample's baseline mean and scale std: its prompt's running ones (:meth:`_prompt_stats`), or the round's
+        pooled ones while the prompt has fewer than ``stat_min_count`` rewards (DDPO's per-prompt tracker)."""
+        mean, std, count = self._prompt_stats(prompt_ids, rewards)
+        few = count < self.hp.stat_min_count
+        if few.any():
+            pooled_std = rewards.std().item() if len(rewards) > 1 else 0.0
+            mean = torch.where(few, rewards.mean().item(), mean)
+            std = torch.where(few, pooled_std, std)
+        return mean, std
+
+    def _prompt_stats(self, prompt_ids, rewards) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each sample's prompt's running reward mean, std and count over every round so far, this one included
+        (Welford)."""
         for pid, r in zip(prompt_ids, rewards.tolist(), strict=True):
             count, mean, m2 = self.prompt_stats.get(pid, (0, 0.0, 0.0))
             delta = r - mean
@@ -209,7 +245,7 @@ class DPOK(Method):
         stats = [self.prompt_stats[pid] for pid in prompt_ids]
         mean = torch.tensor([m for _, m, _ in stats])
         std = torch.tensor([_sample_std(n, m2) for n, _, m2 in stats])
-        return mean, std
+        return mean, std, torch.tensor([n for n, _, _ in stats])
 
     def _std_floor(self) -> float:
         """A tenth of the median per-prompt reward std: a prompt whose rewards (nearly) never vary would otherwise
@@ -218,18 +254,26 @@ class DPOK(Method):
         return max(0.1 * stds[len(stds) // 2], 1e-6) if stds else 1e-6
 
     def _fit_value(self, ctx) -> float:
-        """App. A.5: regress V(x_t, t, z) on the final reward before the policy steps."""
+        """App. A.5: regress V(x_t, t, z) on the final reward before the policy steps, on ``value_steps`` random
+        batches: their mean loss in one optimiser step (``value_update=accumulate``, the official code's) or one
+        step per batch (``steps``, departure 14)."""
         losses = []
+        accumulate = self.hp.value_update == "accumulate"
+        self.value_opt.zero_grad()
         for _ in range(self.hp.value_steps):
             n = min(self.hp.value_batch_size, len(self.buffer))
             idx = ctx.permutation(len(self.buffer))[:n]
             batch = self.buffer.gather(idx, ctx.device)
             pred = self.value(batch["x_t"], batch["timestep"], ctx.policy.text_features(batch["prompt_id"]))
             loss = torch.nn.functional.mse_loss(pred, batch["reward"].to(pred.dtype))
-            self.value_opt.zero_grad()
-            ctx.accelerator.backward(loss)
-            self.value_opt.step()
+            ctx.accelerator.backward(loss / self.hp.value_steps if accumulate else loss)
+            if not accumulate:
+                self.value_opt.step()
+                self.value_opt.zero_grad()
             losses.append(loss.item())
+        if accumulate and losses:
+            self.value_opt.step()
+            self.value_opt.zero_grad()
         return sum(losses) / max(len(losses), 1)
 
     def updates(self, ctx):
@@ -274,4 +318,6 @@ class DPOK(Method):
 
 
 RewardOnly = DPOK.preset("reward-only", "DPOK ablation without the KL term (beta = 0)", beta=0.0)
+# LoRA starts with B = 0, so the policy starts at the reference, where the KL term and its gradient are exactly 0:
+# without a reward the preset never moves (every kl-only run in results/paper/ is the pretrained model bit for bit).
 KLOnly = DPOK.preset("kl-only", "DPOK ablation without the reward term (alpha = 0)", alpha=0.0)

@@ -18,6 +18,8 @@ Departures:
     4. Defaults are sized for a CPU run of the shapes world; the DPOK paper's SFT arm drew 20K images once and
        trained 8K steps at batch 128, lr 2e-5 (docs/PAPER.md: read from a summary of the paper, not its
        text): set them with --num-samples etc.
+    5. The weights are clipped at 0 for plain SFT too (gamma = 0: w = max(r, 0)), so images with a negative reward
+       (about half under ImageReward's standardisation) carry no weight; Lee et al.'s rewards are in [0, 1].
 """
 
 from __future__ import annotations

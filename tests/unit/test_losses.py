@@ -93,7 +93,8 @@ def test_prompt_stats_are_running_means_and_stds_per_prompt():
         rewards = torch.rand(5, generator=gen) * torch.tensor([1.0, 5.0, 5.0, 1.0, 5.0])
         for pid, r in zip(ids, rewards.tolist(), strict=True):
             seen[pid].append(r)
-        mean, std = method._prompt_stats(ids, rewards)
+        mean, std, count = method._prompt_stats(ids, rewards)
+        assert count.tolist() == [len(seen[pid]) for pid in ids]
         for k, pid in enumerate(ids):  # the stats of every reward so far, this round's included
             history = torch.tensor(seen[pid], dtype=torch.float64)
             assert mean[k].item() == pytest.approx(history.mean().item(), abs=1e-6)
@@ -108,7 +109,7 @@ def test_dpok_resumes_a_checkpoint_from_before_advantage_scale():
     method.load_state_dict({"buffer": old, "prompt_mean": {0: (0.6, 2)}})
     assert method.prompt_stats == {0: (2, 0.6, 0.0)}
     assert torch.equal(method.buffer.data["scale"], torch.ones(2))
-    mean, _ = method._prompt_stats([0], torch.tensor([0.9]))
+    mean, _, _ = method._prompt_stats([0], torch.tensor([0.9]))
     assert mean.item() == pytest.approx((0.6 * 2 + 0.9) / 3)
 
 
@@ -118,12 +119,73 @@ def test_prompt_std_floor_keeps_a_constant_reward_prompt_from_dominating():
     method = DPOK(DPOKConfig(advantage_scale="prompt_std"))
     ids = [0, 0, 0, 1, 1, 1, 2, 2, 2]
     rewards = torch.tensor([0.1, 0.5, 0.9, 0.2, 0.4, 0.6, 0.25, 0.25, 0.25])  # prompt 2 never varies
-    _, std = method._prompt_stats(ids, rewards)
+    _, std, _ = method._prompt_stats(ids, rewards)
     assert std[-1].item() == 0.0
     assert method._std_floor() == pytest.approx(0.1 * 0.2)  # a tenth of the median std (0.4, 0.2, 0)
     single = DPOK(DPOKConfig(advantage_scale="prompt_std"))
     single._prompt_stats([0, 0], torch.tensor([0.3, 0.3]))
     assert single._std_floor() == 1e-6
+
+
+def test_a_prompt_with_few_rewards_takes_the_rounds_pooled_mean_and_std():
+    """Many prompts, few samples each (Table 2: 40 prompts, 16 samples a round): a prompt seen once has std 0, which
+    the floor would have turned into a tenth of the typical std, so its advantage weighed 10x; until a prompt has
+    stat_min_count rewards it takes the round's, as DDPO's tracker does. One prompt a round is unchanged."""
+    from bench.methods.dpok import DPOK, DPOKConfig
+
+    rewards = torch.tensor([0.1, 0.5, 0.9, 0.3])
+    mean, std = DPOK(DPOKConfig(advantage_scale="prompt_std"))._round_stats([0, 1, 2, 3], rewards)
+    assert torch.allclose(mean, rewards.mean().expand(4)) and torch.allclose(std, rewards.std().expand(4))
+    before = DPOK(DPOKConfig(advantage_scale="prompt_std", stat_min_count=1))  # the rule the runs before used
+    mean, std = before._round_stats([0, 1, 2, 3], rewards)
+    assert torch.equal(mean, rewards) and torch.equal(std, torch.zeros(4))
+    gen = torch.Generator().manual_seed(1)
+    single, own = DPOK(DPOKConfig(advantage_scale="prompt_std")), DPOK(DPOKConfig(stat_min_count=1))
+    for _ in range(3):  # 16 samples of one prompt a round: the prompt's own statistics from the first round on
+        r = torch.rand(16, generator=gen)
+        ours, theirs = single._round_stats([7] * 16, r), own._round_stats([7] * 16, r)
+        assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+
+
+def test_value_fit_takes_one_step_on_the_mean_loss_or_one_per_batch():
+    """The official code accumulates its 5 value batches (each loss / 5) into one AdamW step; value_update=steps
+    (the shapes world's) takes one per batch."""
+    from types import SimpleNamespace
+
+    from bench.methods.dpok import DPOK, DPOKConfig
+
+    class Accel:
+        def backward(self, loss):
+            loss.backward()
+
+    class Value(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 1)
+
+        def forward(self, x, t, z):
+            return self.lin(x).squeeze(1) + 0 * t + 0 * z
+
+    ctx = SimpleNamespace(permutation=torch.randperm, device="cpu", accelerator=Accel(),
+                          policy=SimpleNamespace(text_features=lambda ids: torch.zeros(len(ids))))  # fmt: skip
+    for update, steps in (("accumulate", 1), ("steps", 5)):
+        method = DPOK(DPOKConfig(value_update=update, value_batch_size=4))
+        method.value = Value()
+        method.value_opt = torch.optim.AdamW(method.value.parameters(), lr=1e-3)
+        method.buffer.add({"x_t": torch.randn(8, 3), "timestep": torch.zeros(8), "reward": torch.rand(8),
+                           "prompt_id": torch.zeros(8, dtype=torch.long)})  # fmt: skip
+        method._fit_value(ctx)
+        assert method.value_opt.state[method.value.lin.weight]["step"].item() == steps, update
+
+
+def test_a_stored_run_config_without_a_later_setting_gets_the_value_that_reproduces_it():
+    from bench.config import stored_values
+    from bench.methods.dpok import DPOKConfig
+
+    old = stored_values(DPOKConfig, {"alpha": 2.0})
+    assert old["value_update"] == "steps" and old["value_weight_decay"] == 0.0 and old["stat_min_count"] == 1
+    assert stored_values(DPOKConfig, {"value_update": "accumulate"})["value_update"] == "accumulate"
+    assert DPOKConfig().value_update == "accumulate" and DPOKConfig().value_weight_decay == 0.01
 
 
 def test_lr_schedules_start_at_one_and_decay_towards_zero():
